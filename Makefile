@@ -1,0 +1,31 @@
+# One command to reproduce, one to test. Both create .venv when it is absent.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build of PyTorch by default. GPU users: make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124" ...
+TORCH_SPEC ?= torch==2.13.0
+PROFILE ?= cpu
+
+.PHONY: venv reproduce smoke test clean-runs
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lss)" >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed
+
+reproduce: venv
+	$(PY) -m lss.reproduce --profile $(PROFILE)
+
+smoke: venv
+	$(PY) -m lss.reproduce --profile smoke
+
+test: venv
+	$(PY) -m pytest -q
+
+clean-runs:
+	rm -rf runs

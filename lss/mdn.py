@@ -1,0 +1,411 @@
+"""Mixture density network (MDN) propagator of latent dynamics (paper section 2.2).
+
+The transition density over a lag ``tau`` is a mixture of ``C`` diagonal Gaussians whose weights,
+means and widths are functions of the current state, learned by a small feed-forward network:
+
+    p_tau(y | x) = sum_c a_c(x) N(y; mu_c(x), diag sigma_c(x)^2)
+
+Data are scaled to [0, 1] per dimension (min/max of the training data); means are bounded by a
+sigmoid, widths made positive by ELU + 1, weights normalised by softmax. Training minimises the
+negative log-likelihood (NLL) of lagged pairs with Adam and stops early on the NLL of held-out
+contiguous blocks of trajectory. Sampling is batched: many trajectories advance together, one
+network call per lag step.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .persist import Persistable
+from .utils import as_trajs, block_split, check_lag, get_device, torch_generator, torch_threads
+
+_LOG_2PI = math.log(2 * math.pi)
+_MIN_SIGMA = 1e-4  # in scaled [0, 1] units
+
+
+class _MDNNet(nn.Module):
+    def __init__(self, dim: int, n_components: int, hidden: tuple[int, ...]):
+        super().__init__()
+        layers, d = [], dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU()]
+            d = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(d, n_components * (1 + 2 * dim))
+        self.dim, self.C = dim, n_components
+
+    def forward(self, x):
+        h = self.head(self.body(x))
+        C, m = self.C, self.dim
+        logits = h[:, :C]
+        mu = torch.sigmoid(h[:, C:C + C * m]).view(-1, C, m)
+        sigma = (nn.functional.elu(h[:, C + C * m:]) + 1 + _MIN_SIGMA).view(-1, C, m)
+        return torch.log_softmax(logits, dim=1), mu, sigma
+
+
+def _mixture_log_prob(log_w, mu, sigma, y):
+    """log p(y) of a diagonal Gaussian mixture; log_w (n, C), mu/sigma (n, C, m), y (n, m) -> (n,)."""
+    z = (y[:, None, :] - mu) / sigma
+    comp = -0.5 * (z**2).sum(-1) - torch.log(sigma).sum(-1) - 0.5 * mu.shape[-1] * _LOG_2PI
+    return torch.logsumexp(log_w + comp, dim=1)
+
+
+class MDNPropagator(Persistable):
+    """Mixture density network propagator ``p_tau(x_{t+tau} | x_t)``.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of Gaussian kernels ``C`` (paper: 8 for the four-well, 24 for Trp-cage).
+    lag : int
+        Lag time ``tau`` in frames of the training trajectories.
+    hidden : tuple of int
+        Hidden layer widths, ReLU activations (paper: (100, 100)).
+    lr : float
+        Adam learning rate.
+    batch_size : int
+        Pairs per optimisation step.
+    max_epochs, patience : int
+        Early stopping: stop after ``patience`` epochs without a better validation NLL; the best
+        weights are restored.
+    val_fraction : float
+        Fraction of contiguous blocks held out for validation.
+    n_val_blocks : int
+        Number of contiguous blocks each trajectory's pairs are cut into for the split.
+    reversible : bool
+        Also train on the time-reversed pairs ``(x_{t+tau}, x_t)`` (valid for reversible dynamics).
+    stride : int
+        Use every ``stride``-th lagged pair (consecutive pairs are nearly identical).
+    device : str
+        ``'cpu'``, ``'cuda'`` or ``'auto'``.
+    random_state : int, optional
+        Seed of weight initialisation, the split and the batch order.
+    progress : bool
+        Show a progress bar over epochs.
+
+    Attributes
+    ----------
+    net_ : torch.nn.Module
+    lo_, hi_ : np.ndarray, shape (m,)
+        Min and max of the training data (the [0, 1] scaling).
+    history_ : dict
+        ``train_nll`` and ``val_nll`` per epoch (nats per pair, in scaled units).
+    best_epoch_ : int
+    clipped_fraction_ : float
+        Fraction of sampled coordinates that left [0, 1] and were clipped in the last :meth:`sample`.
+    """
+
+    _format = "lss.mdn/1"
+
+    def __init__(self, n_components: int = 24, lag: int = 1, hidden: tuple[int, ...] = (100, 100),
+                 lr: float = 1e-3, batch_size: int = 1024, max_epochs: int = 100, patience: int = 10,
+                 val_fraction: float = 0.2, n_val_blocks: int = 10, reversible: bool = True,
+                 stride: int = 1, device: str = "cpu", random_state: int | None = None,
+                 progress: bool = False):
+        self.n_components = n_components
+        self.lag = lag
+        self.hidden = tuple(hidden)
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.n_val_blocks = n_val_blocks
+        self.reversible = reversible
+        self.stride = stride
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+
+    # ----------------------------------------------------------------------------------- helpers
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in ("n_components", "lag", "hidden", "lr", "batch_size",
+                                              "max_epochs", "patience", "val_fraction", "n_val_blocks",
+                                              "reversible", "stride", "device", "random_state", "progress")}
+
+    def _scale(self, x):
+        return (x - self.lo_) / (self.hi_ - self.lo_)
+
+    def _unscale(self, u):
+        return u * (self.hi_ - self.lo_) + self.lo_
+
+    def _check_fitted(self):
+        if not hasattr(self, "net_"):
+            raise RuntimeError("this MDNPropagator is not fitted yet; call fit() or load()")
+
+    def _pairs(self, trajs, rng):
+        X0, X1, V = [], [], []
+        for x in trajs:
+            if len(x) <= self.lag:
+                continue
+            a, b = x[:-self.lag:self.stride], x[self.lag::self.stride]
+            X0.append(a)
+            X1.append(b)
+            V.append(block_split(len(a), self.n_val_blocks, self.val_fraction, rng))
+        return np.concatenate(X0), np.concatenate(X1), np.concatenate(V)
+
+    # --------------------------------------------------------------------------------------- fit
+    def fit(self, trajs, checkpoint: str | Path | None = None) -> "MDNPropagator":
+        """Train on lagged pairs of one or several trajectories.
+
+        Parameters
+        ----------
+        trajs : np.ndarray (n_frames, m) or list of them
+            Latent (or physical) trajectories; ``lag`` is in their frames.
+        checkpoint : path, optional
+            Where to save the trained propagator (``save``); written only after a successful fit.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        On the CPU the fit runs on one torch thread: for a network this small, measured on a
+        2-core machine, a second thread gains little when idle and costs 10x when the cores are busy.
+
+        Raises
+        ------
+        ValueError
+            Bad input: NaN/inf (names ``trajs``), a non-positive lag or one not shorter than the data
+            (names ``lag``), constant data (names the dimension).
+        RuntimeError
+            The training diverged (a non-finite loss); nothing is written.
+        """
+        with torch_threads(1 if get_device(self.device).type == "cpu" else None):
+            return self._fit(trajs, checkpoint)
+
+    def _fit(self, trajs, checkpoint):
+        trajs = as_trajs(trajs, "trajs")
+        check_lag(self.lag, trajs, "lag")
+        if self.n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {self.n_components}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+        rng = np.random.default_rng(self.random_state)
+        torch.manual_seed(int(rng.integers(2**31)))
+        allx = np.concatenate(trajs)
+        self.lo_ = allx.min(0).astype(np.float64)
+        self.hi_ = allx.max(0).astype(np.float64)
+        flat = np.nonzero(self.hi_ - self.lo_ <= 0)[0]
+        if len(flat):
+            raise ValueError(f"trajs: dimension(s) {flat.tolist()} are constant; cannot scale to [0, 1]")
+        self.dim_ = allx.shape[1]
+        x0, x1, val = self._pairs(trajs, rng)
+        u0, u1 = self._scale(x0).astype(np.float32), self._scale(x1).astype(np.float32)
+        tr0, tr1, va0, va1 = u0[~val], u1[~val], u0[val], u1[val]
+        if self.reversible:
+            tr0, tr1 = np.concatenate([tr0, tr1]), np.concatenate([tr1, tr0])
+            va0, va1 = np.concatenate([va0, va1]), np.concatenate([va1, va0])
+        dev = get_device(self.device)
+        self.net_ = _MDNNet(self.dim_, self.n_components, self.hidden).to(dev)
+        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
+        T0, T1 = torch.from_numpy(tr0).to(dev), torch.from_numpy(tr1).to(dev)
+        V0, V1 = torch.from_numpy(va0).to(dev), torch.from_numpy(va1).to(dev)
+        g = torch_generator(int(rng.integers(2**31)), "cpu")
+        self.history_ = {"train_nll": [], "val_nll": []}
+        best, best_state, bad = math.inf, None, 0
+        from tqdm.auto import tqdm
+
+        bar = tqdm(range(self.max_epochs), desc="MDN", unit="epoch", disable=not self.progress)
+        for epoch in bar:
+            self.net_.train()
+            perm = torch.randperm(len(T0), generator=g).to(dev)
+            tot, n = 0.0, 0
+            for i in range(0, len(perm), self.batch_size):
+                idx = perm[i:i + self.batch_size]
+                loss = -_mixture_log_prob(*self.net_(T0[idx]), T1[idx]).mean()
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"MDN training diverged at epoch {epoch} (loss {loss.item()}); "
+                                       f"try a smaller lr (now {self.lr}); no checkpoint was written")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                tot += loss.item() * len(idx)
+                n += len(idx)
+            val_nll = self._nll(V0, V1)
+            if not math.isfinite(val_nll):
+                raise RuntimeError(f"MDN training diverged at epoch {epoch} (validation NLL {val_nll}); "
+                                   f"no checkpoint was written")
+            self.history_["train_nll"].append(tot / n)
+            self.history_["val_nll"].append(val_nll)
+            bar.set_postfix(train=f"{tot / n:.3f}", val=f"{val_nll:.3f}")
+            if val_nll < best - 1e-4:
+                best, best_state, bad, self.best_epoch_ = val_nll, copy.deepcopy(self.net_.state_dict()), 0, epoch
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        bar.close()
+        self.net_.load_state_dict(best_state)
+        self.net_.eval()
+        if checkpoint is not None:
+            self.save(checkpoint)
+        return self
+
+    @torch.no_grad()
+    def _nll(self, u0, u1, batch: int = 65536) -> float:
+        self.net_.eval()
+        tot = 0.0
+        for i in range(0, len(u0), batch):
+            tot += -_mixture_log_prob(*self.net_(u0[i:i + batch]), u1[i:i + batch]).sum().item()
+        return tot / max(len(u0), 1)
+
+    # ------------------------------------------------------------------------------- densities
+    def _as_points(self, x, name):
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1 and self.dim_ == 1:
+            x = x[:, None]
+        if x.ndim == 1 and x.shape[0] == self.dim_:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.dim_:
+            raise ValueError(f"{name} must have shape (n, {self.dim_}), got {np.shape(x)}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name} contains NaN or inf values")
+        return x
+
+    @torch.no_grad()
+    def log_prob(self, x_t, x_tau) -> np.ndarray:
+        """Log transition density ``ln p_tau(x_tau | x_t)`` in the data's units.
+
+        Parameters
+        ----------
+        x_t, x_tau : np.ndarray, shape (n, m) (or (n,) when m = 1)
+
+        Returns
+        -------
+        logp : np.ndarray, shape (n,), log of a density per unit volume of the data's units
+        """
+        self._check_fitted()
+        x_t, x_tau = self._as_points(x_t, "x_t"), self._as_points(x_tau, "x_tau")
+        if len(x_t) != len(x_tau):
+            raise ValueError(f"x_t and x_tau have different lengths {len(x_t)} and {len(x_tau)}")
+        dev = next(self.net_.parameters()).device
+        u0 = torch.as_tensor(self._scale(x_t), dtype=torch.float32, device=dev)
+        u1 = torch.as_tensor(self._scale(x_tau), dtype=torch.float32, device=dev)
+        lp = _mixture_log_prob(*self.net_(u0), u1).cpu().numpy().astype(np.float64)
+        return lp - np.log(self.hi_ - self.lo_).sum()
+
+    @torch.no_grad()
+    def mixture(self, x_t):
+        """Mixture parameters at states ``x_t`` (n, m), in the data's units.
+
+        Returns
+        -------
+        weights : (n, C); means : (n, C, m); sigmas : (n, C, m)
+        """
+        self._check_fitted()
+        x_t = self._as_points(x_t, "x_t")
+        dev = next(self.net_.parameters()).device
+        log_w, mu, sig = self.net_(torch.as_tensor(self._scale(x_t), dtype=torch.float32, device=dev))
+        span = self.hi_ - self.lo_
+        return (log_w.exp().cpu().numpy(), mu.cpu().numpy() * span + self.lo_, sig.cpu().numpy() * span)
+
+    # -------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(self, x0, n_steps: int, random_state: int | None = None, clip: bool = True,
+               device: str | None = None, progress: bool = False, out: np.ndarray | None = None,
+               threads: int | None = None) -> np.ndarray:
+        """Propagate many trajectories at once, one lag per step.
+
+        Parameters
+        ----------
+        x0 : np.ndarray, shape (n_traj, m) (or (m,) for one trajectory)
+            Start states, in the data's units.
+        n_steps : int
+            Number of lag steps to take.
+        random_state : int, optional
+            Seed; the same seed on the same device gives the same trajectories.
+        clip : bool
+            Clip samples to the training range [0, 1] (scaled units); the fraction clipped is
+            stored in ``clipped_fraction_``.
+        device : str, optional
+            Override the device for sampling (e.g. ``'cuda'``).
+        out : np.ndarray, shape (n_traj, n_steps + 1, m), optional
+            Preallocated output (e.g. a memory map for very long runs).
+        threads : int, optional
+            torch CPU threads while sampling; default 1 for fewer than 4096 trajectories (one
+            small network call per step gains nothing from more threads), else torch's setting.
+
+        Returns
+        -------
+        traj : np.ndarray, shape (n_traj, n_steps + 1, m), float32; ``traj[:, 0] == x0``
+        """
+        self._check_fitted()
+        x0 = self._as_points(x0, "x0")
+        if int(n_steps) != n_steps or n_steps < 0:
+            raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+        dev = get_device(device or self.device)
+        if threads is None and dev.type == "cpu" and len(x0) < 4096:
+            threads = 1
+        with torch_threads(threads):
+            return self._sample(x0, int(n_steps), random_state, clip, dev, progress, out)
+
+    def _sample(self, x0, n_steps, random_state, clip, dev, progress, out):
+        net = self.net_.to(dev).eval()
+        n, m, C = len(x0), self.dim_, self.n_components
+        if out is None:
+            out = np.empty((n, n_steps + 1, m), dtype=np.float32)
+        elif out.shape != (n, n_steps + 1, m):
+            raise ValueError(f"out must have shape {(n, n_steps + 1, m)}, got {out.shape}")
+        out[:, 0] = x0
+        g = torch_generator(random_state, dev)
+        u = torch.as_tensor(self._scale(x0), dtype=torch.float32, device=dev).clamp_(0, 1)
+        rows = torch.arange(n, device=dev)
+        block = max(1, min(n_steps, 4_000_000 // max(n * m, 1)))
+        buf = torch.empty((n, block, m), dtype=torch.float32, device=dev)
+        span = torch.as_tensor(self.hi_ - self.lo_, dtype=torch.float32, device=dev)
+        lo = torch.as_tensor(self.lo_, dtype=torch.float32, device=dev)
+        n_clip = torch.zeros((), dtype=torch.int64, device=dev)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_steps, desc="propagate", unit="step", disable=not progress, mininterval=0.5)
+        t = 0
+        while t < n_steps:
+            k = min(block, n_steps - t)
+            gumbel = -torch.log(-torch.log(torch.rand((k, n, C), generator=g, device=dev).clamp_(1e-12, 1)))
+            eps = torch.randn((k, n, m), generator=g, device=dev)
+            for j in range(k):
+                log_w, mu, sig = net(u)
+                c = torch.argmax(log_w + gumbel[j], dim=1)
+                u = mu[rows, c] + sig[rows, c] * eps[j]
+                if clip:
+                    n_clip += ((u < 0) | (u > 1)).sum()
+                    u = u.clamp(0, 1)
+                buf[:, j] = u
+            out[:, t + 1:t + 1 + k] = (buf[:, :k] * span + lo).cpu().numpy()
+            t += k
+            bar.update(k)
+        bar.close()
+        self.clipped_fraction_ = int(n_clip) / max(n * n_steps * m, 1)
+        return out
+
+    # ----------------------------------------------------------------------------- persistence
+    def state(self) -> dict:
+        """Everything needed to rebuild the fitted propagator (torch-saveable)."""
+        self._check_fitted()
+        return {"params": self.get_params(), "dim": self.dim_,
+                "lo": self.lo_, "hi": self.hi_, "history": self.history_,
+                "best_epoch": getattr(self, "best_epoch_", None),
+                "state_dict": {k: v.cpu() for k, v in self.net_.state_dict().items()}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "MDNPropagator":
+        self = cls(**state["params"])
+        self.dim_, self.lo_, self.hi_ = state["dim"], np.asarray(state["lo"]), np.asarray(state["hi"])
+        self.history_, self.best_epoch_ = state["history"], state["best_epoch"]
+        self.net_ = _MDNNet(self.dim_, self.n_components, self.hidden)
+        self.net_.load_state_dict(state["state_dict"])
+        self.net_.eval()
+        return self
+
+    def to(self, device: str) -> "MDNPropagator":
+        """Move the network to ``device`` (and sample there by default)."""
+        self.device = str(device)
+        self.net_.to(get_device(self.device))
+        return self

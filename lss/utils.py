@@ -1,0 +1,181 @@
+"""Small shared helpers: seeds, devices, hashing, input validation."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy and torch; return a fresh ``numpy.random.Generator(seed)``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    return np.random.default_rng(seed)
+
+
+def get_device(device: str = "auto"):
+    """``'auto'`` -> CUDA when present, else CPU; ``'cpu'`` / ``'cuda'`` / ``'cuda:1'`` as given."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return dev
+
+
+def torch_generator(seed: int | None, device="cpu"):
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (random seed when None)."""
+    import torch
+
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
+
+
+def hash_obj(obj: Any) -> str:
+    """Stable SHA-256 (hex, 16 chars) of a JSON-serialisable object."""
+    s = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(s.encode()).hexdigest()[:16]
+
+
+def hash_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def hash_arrays(arrays: Iterable[np.ndarray]) -> str:
+    """SHA-256 (hex, 16 chars) of arrays' shapes, dtypes and bytes: a data fingerprint."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def require_file(path: str | os.PathLike, made_by: str) -> Path:
+    """Return ``path`` if it exists, else raise ``FileNotFoundError`` naming what makes it."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"missing input {p}: it is written by {made_by}; run that first "
+                                f"(e.g. python -m lss.reproduce --profile <profile> --only {made_by})")
+    return p
+
+
+def as_trajs(data, name: str = "data", min_len: int = 2) -> list[np.ndarray]:
+    """Normalise one array or a list of arrays to a list of float32 arrays ``(n_frames, n_features)``.
+
+    Raises ``ValueError`` naming ``name`` for NaN/inf, empty input, or arrays of differing widths.
+    """
+    if isinstance(data, np.ndarray) or hasattr(data, "shape"):
+        data = [data]
+    out = []
+    for i, x in enumerate(data):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise ValueError(f"{name}[{i}] must have shape (n_frames, n_features), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name}[{i}] contains NaN or inf values")
+        if len(x) < min_len:
+            raise ValueError(f"{name}[{i}] has {len(x)} frames; at least {min_len} are needed")
+        out.append(x)
+    if not out:
+        raise ValueError(f"{name} is empty")
+    widths = {x.shape[1] for x in out}
+    if len(widths) != 1:
+        raise ValueError(f"{name}: trajectories have different numbers of features {sorted(widths)}")
+    return out
+
+
+def check_lag(lag: int, trajs: list[np.ndarray], name: str = "lag") -> int:
+    """Validate a lag (frames) against trajectories; return it as int."""
+    if int(lag) != lag or lag < 1:
+        raise ValueError(f"{name} must be a positive integer number of frames, got {lag!r}")
+    longest = max(len(x) for x in trajs)
+    if lag >= longest:
+        raise ValueError(f"{name}={lag} frames is not shorter than the longest trajectory ({longest} frames)")
+    return int(lag)
+
+
+def block_split(n: int, n_blocks: int, val_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of length ``n``: True for frames in held-out contiguous validation blocks.
+
+    The ``n`` frames are cut into ``n_blocks`` equal contiguous blocks and
+    ``round(val_fraction * n_blocks)`` (at least 1) of them are chosen at random for validation.
+    Contiguous blocks keep lagged pairs from leaking between training and validation.
+    """
+    n_blocks = max(2, min(n_blocks, n))
+    n_val = max(1, int(round(val_fraction * n_blocks)))
+    edges = np.linspace(0, n, n_blocks + 1).astype(int)
+    chosen = rng.choice(n_blocks, size=n_val, replace=False)
+    mask = np.zeros(n, dtype=bool)
+    for b in chosen:
+        mask[edges[b]:edges[b + 1]] = True
+    return mask
+
+
+def machine_info() -> dict:
+    """Hardware and software of this run, for reports."""
+    import platform
+
+    info = {"python": platform.python_version(), "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+class torch_threads:
+    """Context manager: run torch on ``n`` intra-op threads, then restore the previous number.
+
+    Small networks evaluated one step at a time (MDN sampling) are fastest on one thread; extra
+    threads only add synchronisation, and on a loaded machine they stall.
+    """
+
+    def __init__(self, n: int | None):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.prev = torch.get_num_threads()
+        if self.n:
+            torch.set_num_threads(int(self.n))
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.prev)
+        return False

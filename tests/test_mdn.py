@@ -1,0 +1,127 @@
+"""MDN propagator: recovers a known transition density; seeds, persistence and bad input."""
+import numpy as np
+import pytest
+
+from lss.mdn import MDNPropagator
+
+THETA = np.array([1.0, 3.0])      # OU relaxation rates per unit time, one per dimension
+SIGMA = np.array([1.0, 0.5])      # noise amplitudes
+DT = 0.2                          # time between frames
+
+
+def ou_trajectory(n, seed):
+    """Exact discretisation of a 2-D Ornstein-Uhlenbeck process dx = -theta x dt + sigma dW."""
+    rng = np.random.default_rng(seed)
+    a = np.exp(-THETA * DT)
+    s = SIGMA * np.sqrt((1 - a**2) / (2 * THETA))
+    x = np.empty((n, 2))
+    x[0] = rng.normal(size=2) * SIGMA / np.sqrt(2 * THETA)
+    noise = rng.normal(size=(n, 2)) * s
+    for t in range(1, n):
+        x[t] = a * x[t - 1] + noise[t]
+    return x.astype(np.float32)
+
+
+def ou_exact(x0, lag):
+    a = np.exp(-THETA * DT * lag)
+    return x0 * a, SIGMA * np.sqrt((1 - a**2) / (2 * THETA))
+
+
+@pytest.fixture(scope="module")
+def ou_mdn():
+    x = ou_trajectory(30_000, seed=0)
+    return MDNPropagator(n_components=4, lag=2, hidden=(64, 64), lr=3e-3, batch_size=512, max_epochs=40,
+                         patience=6, random_state=0).fit(x), x
+
+
+def test_mdn_recovers_ou_transition_density(ou_mdn):
+    mdn, x = ou_mdn
+    std_stat = SIGMA / np.sqrt(2 * THETA)
+    x0 = np.array([[0.0, 0.0], [0.8, -0.2], [-0.8, 0.3], [0.4, 0.3]]) * std_stat / std_stat.max() * 1.5
+    w, mu, sig = mdn.mixture(x0)
+    mean = np.einsum("nc,ncm->nm", w, mu)
+    var = np.einsum("nc,ncm->nm", w, sig**2 + mu**2) - mean**2
+    m_ex, s_ex = ou_exact(x0, lag=2)
+    # tolerance: conditional mean within 10 % of the stationary spread, conditional std within 10 %
+    assert np.all(np.abs(mean - m_ex) < 0.10 * std_stat), (mean, m_ex)
+    np.testing.assert_allclose(np.sqrt(var), np.broadcast_to(s_ex, var.shape), rtol=0.10)
+    # held-out likelihood within 0.05 nats per pair of the exact transition density
+    xt = ou_trajectory(5000, seed=99)
+    a, b = xt[:-2], xt[2:]
+    m, s = ou_exact(a.astype(float), 2)
+    exact_ll = np.mean(np.sum(-0.5 * ((b - m) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi), axis=1))
+    assert np.mean(mdn.log_prob(a, b)) == pytest.approx(exact_ll, abs=0.05)
+
+
+def test_sampled_trajectories_have_ou_statistics(ou_mdn):
+    mdn, x = ou_mdn
+    traj = mdn.sample(np.zeros((200, 2)), 60, random_state=3)
+    assert traj.shape == (200, 61, 2) and traj.dtype == np.float32
+    tail = traj[:, 20:].reshape(-1, 2)  # relaxed after 20 lags (40 frames >> 1 / theta)
+    np.testing.assert_allclose(tail.std(0), SIGMA / np.sqrt(2 * THETA), rtol=0.12)
+    # one-lag autocorrelation exp(-theta * 2 DT)
+    ac = [np.corrcoef(traj[:, 20:-1, d].ravel(), traj[:, 21:, d].ravel())[0, 1] for d in range(2)]
+    np.testing.assert_allclose(ac, np.exp(-THETA * 2 * DT), atol=0.05)
+    assert 0 <= mdn.clipped_fraction_ < 0.01
+
+
+def test_sampling_is_seeded_and_save_load_round_trips(ou_mdn, tmp_path):
+    mdn, _ = ou_mdn
+    x0 = np.zeros((5, 2))
+    a = mdn.sample(x0, 30, random_state=7)
+    np.testing.assert_array_equal(a, mdn.sample(x0, 30, random_state=7))
+    assert not np.array_equal(a, mdn.sample(x0, 30, random_state=8))
+    np.testing.assert_array_equal(a[:, 0], x0)
+    path = mdn.save(tmp_path / "mdn.pt")
+    loaded = MDNPropagator.load(path)
+    np.testing.assert_array_equal(loaded.sample(x0, 30, random_state=7), a)
+    assert loaded.history_ == mdn.history_
+
+
+def test_damaged_or_foreign_files_are_refused(ou_mdn, tmp_path):
+    mdn, _ = ou_mdn
+    path = mdn.save(tmp_path / "mdn.pt")
+    data = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        MDNPropagator.load(tmp_path / "cut.pt")
+    import torch
+    torch.save({"format": "something/9"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="format"):
+        MDNPropagator.load(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        MDNPropagator.load(tmp_path / "absent.pt")
+
+
+def test_bad_input_names_the_parameter():
+    x = ou_trajectory(500, seed=1)
+    with pytest.raises(ValueError, match="lag"):
+        MDNPropagator(lag=-1).fit(x)
+    with pytest.raises(ValueError, match="lag"):
+        MDNPropagator(lag=500).fit(x)
+    bad = x.copy()
+    bad[10, 1] = np.nan
+    with pytest.raises(ValueError, match="trajs.*NaN"):
+        MDNPropagator(lag=1).fit(bad)
+    with pytest.raises(ValueError, match="constant"):
+        MDNPropagator(lag=1).fit(np.ones((100, 2), np.float32))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        MDNPropagator().sample(np.zeros((1, 2)), 3)
+
+
+def test_bad_sampling_input_names_the_parameter(ou_mdn):
+    mdn, _ = ou_mdn
+    with pytest.raises(ValueError, match="x0"):
+        mdn.sample(np.zeros((3, 5)), 10)
+    with pytest.raises(ValueError, match="n_steps"):
+        mdn.sample(np.zeros((3, 2)), -1)
+    with pytest.raises(ValueError, match="x_tau"):
+        mdn.log_prob(np.zeros((3, 2)), np.full((3, 2), np.nan))
+
+
+def test_diverging_training_stops_with_a_clear_error_and_writes_no_checkpoint(tmp_path):
+    x = ou_trajectory(3000, seed=2)
+    ckpt = tmp_path / "mdn.pt"
+    with pytest.raises(RuntimeError, match="diverged"):
+        MDNPropagator(n_components=2, lag=1, lr=1e12, max_epochs=5, random_state=0).fit(x, checkpoint=ckpt)
+    assert not ckpt.exists()
