@@ -68,6 +68,9 @@ class MDNPropagator(Persistable):
         Hidden layer widths, ReLU activations (paper: (100, 100)).
     lr : float
         Adam learning rate.
+    lr_decay : float
+        Factor applied to the learning rate when the validation NLL stalls for ``patience // 3``
+        epochs (``ReduceLROnPlateau``); 1 disables it.
     batch_size : int
         Pairs per optimisation step.
     max_epochs, patience : int
@@ -103,7 +106,7 @@ class MDNPropagator(Persistable):
     _format = "lss.mdn/1"
 
     def __init__(self, n_components: int = 24, lag: int = 1, hidden: tuple[int, ...] = (100, 100),
-                 lr: float = 1e-3, batch_size: int = 1024, max_epochs: int = 100, patience: int = 10,
+                 lr: float = 1e-3, lr_decay: float = 0.3, batch_size: int = 1024, max_epochs: int = 100, patience: int = 10,
                  val_fraction: float = 0.2, n_val_blocks: int = 10, reversible: bool = True,
                  stride: int = 1, device: str = "cpu", random_state: int | None = None,
                  progress: bool = False):
@@ -111,6 +114,7 @@ class MDNPropagator(Persistable):
         self.lag = lag
         self.hidden = tuple(hidden)
         self.lr = lr
+        self.lr_decay = lr_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
@@ -124,7 +128,7 @@ class MDNPropagator(Persistable):
 
     # ----------------------------------------------------------------------------------- helpers
     def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("n_components", "lag", "hidden", "lr", "batch_size",
+        return {k: getattr(self, k) for k in ("n_components", "lag", "hidden", "lr", "lr_decay", "batch_size",
                                               "max_epochs", "patience", "val_fraction", "n_val_blocks",
                                               "reversible", "stride", "device", "random_state", "progress")}
 
@@ -205,6 +209,8 @@ class MDNPropagator(Persistable):
         dev = get_device(self.device)
         self.net_ = _MDNNet(self.dim_, self.n_components, self.hidden).to(dev)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
+        sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=self.lr_decay, patience=max(1, self.patience // 3))
+                 if self.lr_decay < 1 else None)
         T0, T1 = torch.from_numpy(tr0).to(dev), torch.from_numpy(tr1).to(dev)
         V0, V1 = torch.from_numpy(va0).to(dev), torch.from_numpy(va1).to(dev)
         g = torch_generator(int(rng.integers(2**31)), "cpu")
@@ -235,6 +241,8 @@ class MDNPropagator(Persistable):
             self.history_["train_nll"].append(tot / n)
             self.history_["val_nll"].append(val_nll)
             bar.set_postfix(train=f"{tot / n:.3f}", val=f"{val_nll:.3f}")
+            if sched is not None:
+                sched.step(val_nll)
             if val_nll < best - 1e-4:
                 best, best_state, bad, self.best_epoch_ = val_nll, copy.deepcopy(self.net_.state_dict()), 0, epoch
             else:
