@@ -1,0 +1,561 @@
+"""A C-alpha structure-based (Go) model of Trp-cage, simulated with OpenMM.
+
+The embedded default dataset of the project: one bead per residue at the C-alpha position of the
+native structure, PDB 2JOF model 1 (shipped as ``lss/resources/2jof_ca.pdb``), with an energy
+function in the style of Clementi, Nymeyer & Onuchic, J. Mol. Biol. 298, 937 (2000)::
+
+    E = sum_bonds      K_r (r - r0)^2                                  K_r = 100 eps / A^2
+      + sum_angles     K_theta (theta - theta0)^2                      K_theta = 20 eps / rad^2
+      + sum_dihedrals  K1 [1 - cos(phi - phi0)] + K3 [1 - cos(3 (phi - phi0))]   K1 = eps, K3 = eps / 2
+      + sum_native     eps [5 (s / r)^12 - 6 (s / r)^10]               s = native distance
+      + sum_non-native eps (sigma / r)^12                              sigma = 0.4 nm
+      + E_MB                                                          (not in Clementi 2000, see below)
+
+with all equilibrium values (``r0``, ``theta0``, ``phi0``, ``s``) taken from the native structure.
+
+Native contacts
+    Pairs of C-alpha beads with ``|i - j| >= 3`` whose native distance is below 0.8 nm (31 pairs).
+    Clementi et al. define contacts from side-chain heavy atoms (within 4.5 A); the shipped structure
+    has C-alpha atoms only, and a C-alpha (or C-beta) distance of 8 A is the usual residue-level
+    contact definition (e.g. CASP contact prediction). ``|i - j| >= 3`` keeps the i,i+3 and i,i+4
+    pairs that make Trp-cage's alpha-helix (residues 2-9) and 3-10 helix; i,i+1 and i,i+2 are
+    fixed by the bond and angle terms. ``|i - j| >= 4`` was tried in the calibration and does not
+    change the conclusions.
+
+Many-body cooperativity term (an addition to Clementi 2000)
+    The purely additive model of this 20-residue protein is not two-state: its distribution of the
+    fraction of native contacts Q stays unimodal at every temperature (measured, see
+    ``/work/shared/notes`` and the notebook 02), so it never "folds and unfolds" the way the
+    all-atom DESRES trajectory does. A non-additive term in the style of Kaya & Chan (Proteins 2003)
+    and Ejtehadi, Avall & Plotkin (PNAS 2004) makes folding cooperative::
+
+        E_MB = -eps_MB Nc (Q_s / Nc)^4,   Q_s = sum_native 1 / (1 + exp(beta (r - 1.2 s)))
+
+    with ``eps_MB = eps``, ``Nc`` the number of native contacts and ``beta = 50 / nm``. With it the
+    Q distribution is bimodal with a barrier of about 2-3 kT near the folding temperature.
+    ``GoModel(many_body=0)`` gives the plain Clementi-style model.
+
+Units are OpenMM's: nm, ps, kJ/mol, amu, K. ``eps = 1.58 kJ/mol`` puts the folding temperature near
+300 K (the thermodynamics depends on ``k_B T / eps`` only). Time is *model time*: 1e7 steps of
+20 fs are 200 ns of model time, in which this model folds hundreds of times; it is not Trp-cage's
+real microsecond folding time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing as mp
+import os
+import time as _time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+
+import mdtraj as md
+import numpy as np
+
+#: Boltzmann constant in kJ/(mol K).
+KB = 0.008314462618
+
+#: Folding-state cutoffs on Q used across the project (see :func:`count_transitions`).
+Q_UNFOLDED, Q_FOLDED, Q_BARRIER = 0.45, 0.85, 0.7
+
+#: Beads (residues) of the model.
+N_BEADS = 20
+
+_PLATFORM_CACHE: dict = {}  # "choice": platform name, "speeds": {name: steps/s}
+
+
+# --------------------------------------------------------------------------------- native structure
+def native_structure() -> md.Trajectory:
+    """Native C-alpha structure of Trp-cage: PDB 2JOF model 1, 20 atoms, coordinates in nm.
+
+    Returns
+    -------
+    mdtraj.Trajectory
+        One frame, 20 C-alpha atoms (one per residue, ASP1 ... SER20), ``xyz`` in nm.
+    """
+    ref = resources.files("lss") / "resources" / "2jof_ca.pdb"
+    with resources.as_file(ref) as path:
+        return md.load_pdb(str(path))
+
+
+def native_contacts(cutoff: float = 0.8, min_separation: int = 3, native: np.ndarray | None = None) -> np.ndarray:
+    """Native contacts of the C-alpha model: pairs ``(i, j)``, ``j - i >= min_separation``, whose
+    C-alpha distance in the native structure is below ``cutoff`` (nm).
+
+    The defaults (0.8 nm, ``|i - j| >= 3``, native = 2JOF model 1) give 31 contacts; see the module
+    docstring for why.
+
+    Parameters
+    ----------
+    cutoff : float
+        nm.
+    min_separation : int
+    native : np.ndarray, shape (n_atoms, 3), nm, optional
+        Reference structure; default :func:`native_structure`.
+
+    Returns
+    -------
+    np.ndarray, shape (n_contacts, 2), int
+        Atom index pairs, ``i < j``, sorted.
+    """
+    if cutoff <= 0:
+        raise ValueError(f"cutoff must be a positive distance in nm, got {cutoff!r}")
+    if int(min_separation) != min_separation or min_separation < 1:
+        raise ValueError(f"min_separation must be a positive integer, got {min_separation!r}")
+    xyz = native_structure().xyz[0] if native is None else np.asarray(native, dtype=np.float32)
+    n = len(xyz)
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + int(min_separation), n)], dtype=int).reshape(-1, 2)
+    d = np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1)
+    return pairs[d < cutoff]
+
+
+def fraction_native_contacts(xyz, contacts: np.ndarray | None = None, ratio: float = 1.2,
+                             native: np.ndarray | None = None) -> np.ndarray:
+    """Fraction of native contacts Q of each frame.
+
+    A native contact ``(i, j)`` of native distance ``s`` counts as formed when ``r_ij < ratio * s``
+    (the same 1.2 factor as the switch of the many-body term). Q(native) = 1.
+
+    Parameters
+    ----------
+    xyz : np.ndarray, shape (n_frames, 20, 3) or (20, 3), nm; or mdtraj.Trajectory of the C-alpha atoms
+    contacts : np.ndarray, shape (n_contacts, 2), optional
+        Pairs to use; default :func:`native_contacts` of ``native``.
+    ratio : float
+        Tolerance factor on the native distance.
+    native : np.ndarray, shape (n_atoms, 3), nm, optional
+        Reference structure; default the 2JOF model 1 C-alpha structure.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames,), float32
+    """
+    if isinstance(xyz, md.Trajectory):
+        xyz = xyz.xyz
+    xyz = np.asarray(xyz, dtype=np.float32)
+    if xyz.ndim == 2:
+        xyz = xyz[None]
+    native = native_structure().xyz[0] if native is None else np.asarray(native, dtype=np.float32)
+    if xyz.ndim != 3 or xyz.shape[1:] != native.shape:
+        raise ValueError(f"xyz must have shape (n_frames, {len(native)}, 3) in nm, got {xyz.shape}")
+    if contacts is None:
+        contacts = native_contacts(native=native)
+    contacts = np.asarray(contacts, dtype=int)
+    s = np.linalg.norm(native[contacts[:, 0]] - native[contacts[:, 1]], axis=1)
+    out = np.empty(len(xyz), dtype=np.float32)
+    for a in range(0, len(xyz), 100_000):  # chunks keep memory flat for long trajectories
+        x = xyz[a:a + 100_000]
+        r = np.linalg.norm(x[:, contacts[:, 0]] - x[:, contacts[:, 1]], axis=2)
+        out[a:a + 100_000] = (r < ratio * s).mean(axis=1)
+    return out
+
+
+def core_states(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> np.ndarray:
+    """Transition-based assignment of frames to the unfolded (0) or folded (1) core.
+
+    A frame with ``q < lo`` is unfolded, ``q > hi`` folded; a frame in between keeps the state of the
+    last core visited. Frames before the first core visit get -1.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames,), int8
+    """
+    q = np.asarray(q, dtype=float).ravel()
+    if not lo < hi:
+        raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
+    raw = np.full(len(q), -1, dtype=np.int8)
+    raw[q < lo] = 0
+    raw[q > hi] = 1
+    idx = np.where(raw >= 0, np.arange(len(q)), -1)
+    np.maximum.accumulate(idx, out=idx)
+    return np.where(idx >= 0, raw[np.maximum(idx, 0)], -1).astype(np.int8)
+
+
+def count_transitions(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> int:
+    """Number of folding plus unfolding transitions in a Q time series, by dual cutoffs.
+
+    Definition (core to core): the unfolded core is ``Q < lo``, the folded core ``Q > hi``. A
+    transition is counted each time the trajectory enters one core after having last been in the
+    other one; excursions into the region between the cores that return to the same core are not
+    transitions. With ``lo = 0.45`` and ``hi = 0.85`` the cores lie on either side of the free-energy
+    barrier at Q of about 0.7, so recrossings of the barrier top are not counted (cutoffs at the
+    barrier itself, e.g. 0.3 / 0.7, count them and overestimate about 2.5 times).
+
+    Parameters
+    ----------
+    q : array-like, shape (n_frames,)
+        Fraction of native contacts of consecutive frames of one trajectory.
+    lo, hi : float
+        Core cutoffs, ``lo < hi``.
+
+    Returns
+    -------
+    int
+        Folding plus unfolding transitions.
+    """
+    s = core_states(q, lo, hi)
+    s = s[s >= 0]
+    return int(np.count_nonzero(s[1:] != s[:-1]))
+
+
+def folded_fraction(q, threshold: float = Q_BARRIER) -> float:
+    """Fraction of frames with ``Q > threshold`` (default 0.7, the barrier top of F(Q))."""
+    q = np.concatenate([np.asarray(x, dtype=float).ravel() for x in q]) if isinstance(q, (list, tuple)) \
+        else np.asarray(q, dtype=float).ravel()
+    if q.size == 0:
+        raise ValueError("q is empty")
+    return float(np.mean(q > threshold))
+
+
+# --------------------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class GoModel:
+    """Parameters of the C-alpha Go model, and the OpenMM system they define.
+
+    Parameters
+    ----------
+    eps : float
+        Energy scale, kJ/mol (1.58 puts the folding temperature near 300 K).
+    k_bond : float
+        ``K_r`` of ``E = K_r (r - r0)^2``, in eps per Angstrom^2.
+    k_angle : float
+        ``K_theta`` of ``E = K_theta (theta - theta0)^2``, in eps per rad^2.
+    k_dihedral_1, k_dihedral_3 : float
+        ``K1``, ``K3`` of the dihedral term, in eps.
+    contact_cutoff : float
+        Native-contact cutoff on the native C-alpha distance, nm.
+    min_separation : int
+        Smallest ``|i - j|`` of a native contact or a repulsive non-native pair.
+    repulsive_sigma : float
+        ``sigma`` of the non-native repulsion ``eps (sigma / r)^12``, nm.
+    many_body : float
+        ``eps_MB`` of the cooperativity term, in eps; 0 switches it off.
+    many_body_power : int
+        Exponent of ``(Q_s / Nc)`` in the cooperativity term.
+    switch_ratio, switch_steepness : float
+        Logistic switch of the smooth contact count ``Q_s``: midpoint ``switch_ratio * s``,
+        steepness in 1/nm.
+    mass : float
+        Bead mass, amu.
+    """
+
+    eps: float = 1.58
+    k_bond: float = 100.0
+    k_angle: float = 20.0
+    k_dihedral_1: float = 1.0
+    k_dihedral_3: float = 0.5
+    contact_cutoff: float = 0.8
+    min_separation: int = 3
+    repulsive_sigma: float = 0.4
+    many_body: float = 1.0
+    many_body_power: int = 4
+    switch_ratio: float = 1.2
+    switch_steepness: float = 50.0
+    mass: float = 110.0
+
+    #: Force groups of the energy terms (for :meth:`energy_terms`).
+    GROUPS = {"bonds": 0, "angles": 1, "dihedrals": 2, "native": 3, "repulsive": 4, "many_body": 5}
+
+    def params(self) -> dict:
+        """The parameters as a plain dict (for metadata and cache keys)."""
+        return dataclasses.asdict(self)
+
+    def native_contacts(self) -> np.ndarray:
+        """Native contact pairs of this model, shape (n_contacts, 2); see :func:`native_contacts`."""
+        return native_contacts(self.contact_cutoff, self.min_separation)
+
+    def create_system(self):
+        """Build the ``openmm.System`` (20 particles, no periodic box, no cutoffs)."""
+        import openmm
+
+        x = native_structure().xyz[0].astype(float)
+        n = len(x)
+        eps = self.eps
+        system = openmm.System()
+        for _ in range(n):
+            system.addParticle(self.mass)
+
+        bonds = openmm.HarmonicBondForce()  # E = k/2 (r - r0)^2 -> k = 2 K_r; K_r per A^2 -> per nm^2
+        for i in range(n - 1):
+            bonds.addBond(i, i + 1, float(np.linalg.norm(x[i + 1] - x[i])), 2 * self.k_bond * 100.0 * eps)
+        angles = openmm.HarmonicAngleForce()  # E = k/2 (theta - theta0)^2 -> k = 2 K_theta
+        th0 = md.compute_angles(native_structure(), [[i, i + 1, i + 2] for i in range(n - 2)])[0]
+        for i in range(n - 2):
+            angles.addAngle(i, i + 1, i + 2, float(th0[i]), 2 * self.k_angle * eps)
+        # K [1 - cos(n (phi - phi0))] = K [1 + cos(n phi - (n phi0 + pi))]
+        torsions = openmm.PeriodicTorsionForce()
+        ph0 = md.compute_dihedrals(native_structure(), [[i, i + 1, i + 2, i + 3] for i in range(n - 3)])[0]
+        for i in range(n - 3):
+            p = float(ph0[i])
+            torsions.addTorsion(i, i + 1, i + 2, i + 3, 1, p + math.pi, self.k_dihedral_1 * eps)
+            torsions.addTorsion(i, i + 1, i + 2, i + 3, 3, 3 * p + math.pi, self.k_dihedral_3 * eps)
+
+        contacts = self.native_contacts()
+        native_set = {tuple(c) for c in contacts}
+        s = np.linalg.norm(x[contacts[:, 0]] - x[contacts[:, 1]], axis=1)
+        attract = openmm.CustomBondForce("eps_go*(5*(s/r)^12 - 6*(s/r)^10)")
+        attract.addGlobalParameter("eps_go", eps)
+        attract.addPerBondParameter("s")
+        for (i, j), sij in zip(contacts, s):
+            attract.addBond(int(i), int(j), [float(sij)])
+        repel = openmm.CustomBondForce("eps_go*(sigma_rep/r)^12")
+        repel.addGlobalParameter("eps_go", eps)
+        repel.addGlobalParameter("sigma_rep", self.repulsive_sigma)
+        for i in range(n):
+            for j in range(i + self.min_separation, n):
+                if (i, j) not in native_set:
+                    repel.addBond(i, j, [])
+
+        forces = {"bonds": bonds, "angles": angles, "dihedrals": torsions, "native": attract, "repulsive": repel}
+        if self.many_body:
+            qs = openmm.CustomBondForce("1/(1 + exp(beta_sw*(r - lam_sw*s)))")
+            qs.addGlobalParameter("beta_sw", self.switch_steepness)
+            qs.addGlobalParameter("lam_sw", self.switch_ratio)
+            qs.addPerBondParameter("s")
+            for (i, j), sij in zip(contacts, s):
+                qs.addBond(int(i), int(j), [float(sij)])
+            mb = openmm.CustomCVForce(f"-eps_mb*n_c*(q_s/n_c)^{int(self.many_body_power)}")
+            mb.addGlobalParameter("eps_mb", self.many_body * eps)
+            mb.addGlobalParameter("n_c", float(len(contacts)))
+            mb.addCollectiveVariable("q_s", qs)
+            forces["many_body"] = mb
+        for name, f in forces.items():
+            f.setForceGroup(self.GROUPS[name])
+            system.addForce(f)
+        return system
+
+    def _context(self, platform: str = "Reference"):
+        import openmm
+
+        integrator = openmm.VerletIntegrator(0.001)
+        return openmm.Context(self.create_system(), integrator, openmm.Platform.getPlatformByName(platform))
+
+    def energy_terms(self, xyz) -> dict[str, float]:
+        """Potential energy of each term (kJ/mol) at one configuration ``xyz`` of shape (20, 3), nm."""
+        ctx = self._context()
+        ctx.setPositions(np.asarray(xyz, dtype=float).reshape(-1, 3))
+        out = {}
+        for name, g in self.GROUPS.items():
+            if name == "many_body" and not self.many_body:
+                continue
+            out[name] = ctx.getState(getEnergy=True, groups={g}).getPotentialEnergy()._value
+        return out
+
+    def energy_and_forces(self, xyz) -> tuple[float, np.ndarray]:
+        """Total potential energy (kJ/mol) and forces (kJ/mol/nm, shape (20, 3)) at ``xyz`` (nm)."""
+        ctx = self._context()
+        ctx.setPositions(np.asarray(xyz, dtype=float).reshape(-1, 3))
+        st = ctx.getState(getEnergy=True, getForces=True)
+        return st.getPotentialEnergy()._value, np.asarray(st.getForces(asNumpy=True)._value)
+
+
+def folding_temperature_scale(model: GoModel | None = None) -> float:
+    """``eps / k_B`` in K: temperatures scale with it (same ``T / (eps / k_B)``, same thermodynamics)."""
+    return (model or GoModel()).eps / KB
+
+
+# ------------------------------------------------------------------------------------- simulation
+def _openmm_seed(seed: int) -> int:
+    """Map any integer seed to OpenMM's 1 ... 2^31 - 1 (OpenMM reads 0 as 'pick a random seed')."""
+    return 1 + int(seed) % (2**31 - 2)
+
+
+def measure_speed(platform: str, model: GoModel | None = None, n_steps: int = 2000,
+                  timestep: float = 0.02, temperature: float = 300.0) -> float:
+    """Steps per second of Langevin dynamics of the model on one OpenMM platform (after a warm-up)."""
+    import openmm
+
+    model = model or GoModel()
+    integ = openmm.LangevinMiddleIntegrator(temperature, 1.0, timestep)
+    integ.setRandomNumberSeed(1)
+    ctx = openmm.Context(model.create_system(), integ, openmm.Platform.getPlatformByName(platform))
+    ctx.setPositions(native_structure().xyz[0].astype(float))
+    integ.step(max(10, n_steps // 10))
+    t0 = _time.perf_counter()
+    integ.step(n_steps)
+    ctx.getState(getPositions=True)
+    return n_steps / (_time.perf_counter() - t0)
+
+
+def choose_platform(model: GoModel | None = None, candidates=("Reference", "CPU", "CUDA", "OpenCL"),
+                    n_steps: int = 1000) -> str:
+    """Name of the fastest available OpenMM platform for this 20-particle system, by measurement.
+
+    Each available candidate runs ``n_steps`` steps (after a warm-up); the choice is cached for the
+    process. On 2-core CPU machines the Reference platform wins by far (about 40 times the CPU
+    platform: per-step threading overhead dominates for 20 particles).
+    """
+    import openmm
+
+    if "choice" in _PLATFORM_CACHE:
+        return _PLATFORM_CACHE["choice"]
+    available = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
+    speeds = {}
+    for name in candidates:
+        if name not in available:
+            continue
+        try:
+            speeds[name] = measure_speed(name, model, n_steps=n_steps)
+        except Exception:  # a platform that is listed but cannot make a context here
+            continue
+    if not speeds:
+        raise RuntimeError(f"no usable OpenMM platform among {candidates}")
+    best = max(speeds, key=speeds.get)
+    _PLATFORM_CACHE["choice"] = best
+    _PLATFORM_CACHE["speeds"] = speeds
+    return best
+
+
+def _check_sim_args(n_steps, save_every, temperature, timestep, friction):
+    for name, v in (("n_steps", n_steps), ("save_every", save_every)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer number of steps, got {v!r}")
+    if save_every > n_steps:
+        raise ValueError(f"save_every={save_every} is larger than n_steps={n_steps}: no frame would be saved")
+    for name, v in (("temperature", temperature), ("timestep", timestep), ("friction", friction)):
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"{name} must be positive and finite, got {v!r}")
+
+
+def _run(n_steps, save_every, temperature, seed, platform, model, timestep, friction,
+         equilibration_steps, progress, position=0):
+    """Simulate one trajectory; returns (xyz float32 (n_frames, 20, 3) nm, info dict)."""
+    import openmm
+    from tqdm.auto import tqdm
+
+    integ = openmm.LangevinMiddleIntegrator(temperature, friction, timestep)
+    integ.setRandomNumberSeed(_openmm_seed(seed))
+    ctx = openmm.Context(model.create_system(), integ, openmm.Platform.getPlatformByName(platform))
+    ctx.setPositions(native_structure().xyz[0].astype(float))
+    ctx.setVelocitiesToTemperature(temperature, _openmm_seed(seed + 7919))
+    t0, c0 = _time.perf_counter(), _time.process_time()
+    if equilibration_steps:
+        integ.step(int(equilibration_steps))
+    n_frames = int(n_steps) // int(save_every)
+    xyz = np.empty((n_frames, N_BEADS, 3), dtype=np.float32)
+    block = max(1, n_frames // 200)
+    with tqdm(total=n_frames, disable=not progress, desc=f"Go model seed {seed}", unit="frame",
+              position=position, leave=True, mininterval=1.0) as bar:
+        for k in range(n_frames):
+            integ.step(int(save_every))
+            xyz[k] = ctx.getState(getPositions=True).getPositions(asNumpy=True)._value
+            if (k + 1) % block == 0:
+                bar.update(block)
+        bar.update(n_frames - bar.n)
+    wall, cpu = _time.perf_counter() - t0, _time.process_time() - c0
+    if not np.all(np.isfinite(xyz)):
+        raise RuntimeError(f"the Go-model simulation (seed {seed}) produced non-finite coordinates; "
+                           f"the time step {timestep} ps is too large")
+    info = {"platform": platform, "wall_s": wall, "cpu_s": cpu, "seed": int(seed), "openmm_seed": _openmm_seed(seed),
+            "steps_per_s": (n_frames * save_every + equilibration_steps) / wall}
+    return xyz, info
+
+
+def _as_traj(xyz, save_every, timestep) -> md.Trajectory:
+    frame_ps = save_every * timestep
+    t = md.Trajectory(xyz, native_structure().topology,
+                      time=(np.arange(1, len(xyz) + 1) * frame_ps).astype(np.float64))
+    return t
+
+
+def simulate(n_steps: int, save_every: int, temperature: float = 300.0, seed: int = 0,
+             platform: str = "auto", progress: bool = False, model: GoModel | None = None,
+             timestep: float = 0.02, friction: float = 1.0, equilibration_steps: int = 10_000,
+             info: dict | None = None) -> md.Trajectory:
+    """Langevin dynamics of the Go model from the native structure.
+
+    Parameters
+    ----------
+    n_steps : int
+        Production steps; ``n_steps // save_every`` frames are kept.
+    save_every : int
+        Steps between saved frames.
+    temperature : float
+        K (300 K is near the folding temperature of the default model).
+    seed : int
+        Seed of the Langevin noise and the initial velocities. On the Reference platform the same
+        seed gives the same trajectory bit for bit.
+    platform : str
+        OpenMM platform name, or ``"auto"`` for the fastest measured (:func:`choose_platform`).
+    progress : bool
+        tqdm progress bar over frames.
+    model : GoModel, optional
+        Default ``GoModel()``.
+    timestep : float
+        ps (20 fs: equipartition is correct up to 40 fs for this model).
+    friction : float
+        Langevin friction, 1/ps.
+    equilibration_steps : int
+        Steps run (and discarded) before the first production step.
+    info : dict, optional
+        Filled with the platform, wall and CPU time (s) and speed (steps/s, wall clock) of the run.
+
+    Returns
+    -------
+    mdtraj.Trajectory
+        C-alpha topology (20 atoms), ``xyz`` in nm, ``time`` in ps of *model* time: frame ``k``
+        (0-based) is at ``(k + 1) * save_every * timestep``.
+    """
+    _check_sim_args(n_steps, save_every, temperature, timestep, friction)
+    model = model or GoModel()
+    if platform == "auto":
+        platform = choose_platform(model)
+    xyz, inf = _run(n_steps, save_every, temperature, seed, platform, model, timestep, friction,
+                    equilibration_steps, progress)
+    if info is not None:
+        info.update(inf)
+    return _as_traj(xyz, save_every, timestep)
+
+
+def trajectory_seeds(seed: int, n_traj: int) -> list[int]:
+    """Independent per-trajectory seeds derived from one seed (``numpy.random.SeedSequence``)."""
+    return [int(s) for s in np.random.SeedSequence(int(seed)).generate_state(int(n_traj), dtype=np.uint32)]
+
+
+def _worker(kwargs):
+    return _run(**kwargs)
+
+
+def simulate_many(n_traj: int, n_steps: int, save_every: int, temperature: float = 300.0, seed: int = 0,
+                  n_jobs: int | None = None, platform: str = "auto", progress: bool = False,
+                  model: GoModel | None = None, timestep: float = 0.02, friction: float = 1.0,
+                  equilibration_steps: int = 10_000, info: list | None = None) -> list[md.Trajectory]:
+    """``n_traj`` independent trajectories, run in ``n_jobs`` parallel processes.
+
+    Trajectory ``i`` uses seed ``trajectory_seeds(seed, n_traj)[i]``, so the result does not depend
+    on ``n_jobs``. Processes are started with the ``spawn`` method (safe with torch threads in the
+    parent); each runs one single-threaded Reference-platform simulation, so two trajectories on
+    two cores take about the time of one. Other arguments as in :func:`simulate`.
+
+    Returns
+    -------
+    list of mdtraj.Trajectory
+    """
+    if int(n_traj) != n_traj or n_traj < 1:
+        raise ValueError(f"n_traj must be a positive integer, got {n_traj!r}")
+    _check_sim_args(n_steps, save_every, temperature, timestep, friction)
+    model = model or GoModel()
+    if platform == "auto":
+        platform = choose_platform(model)
+    n_jobs = min(int(n_traj), n_jobs or os.cpu_count() or 1)
+    seeds = trajectory_seeds(seed, n_traj)
+    jobs = [dict(n_steps=n_steps, save_every=save_every, temperature=temperature, seed=s, platform=platform,
+                 model=model, timestep=timestep, friction=friction, equilibration_steps=equilibration_steps,
+                 progress=progress, position=i) for i, s in enumerate(seeds)]
+    if n_jobs == 1:
+        results = [_run(**j) for j in jobs]
+    else:
+        for j in jobs:  # bars from child processes interleave badly; show completion only
+            j["progress"] = False
+        from tqdm.auto import tqdm
+
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as ex:
+            futures = [ex.submit(_worker, j) for j in jobs]
+            results = []
+            for f in tqdm(futures, disable=not progress, desc="Go-model trajectories", unit="traj"):
+                results.append(f.result())
+    if info is not None:
+        info.extend(r[1] for r in results)
+    return [_as_traj(xyz, save_every, timestep) for xyz, _ in results]
