@@ -10,6 +10,15 @@ Modules (one per concept):
 - :mod:`lss.results`   ``figures/metrics.json`` and ``figures/REPORT.md``
 - :mod:`lss.fourwell`  the 1-D four-well potential, Brownian dynamics and its exact reference
 - :mod:`lss.mdn`       the mixture density network propagator
+- :mod:`lss.gomodel`   the embedded default data: a C-alpha structure-based model of Trp-cage (OpenMM)
+- :mod:`lss.data`      Trp-cage datasets: the Go-model simulation (cached) and the DESRES loader
+- :mod:`lss.features`  roto-translationally invariant features (C-alpha, all-atom) and their scaler
+- :mod:`lss.srv`       the SRV encoder (state-free reversible VAMPnet)
+- :mod:`lss.latent`    the latent trajectory file shared by the notebooks
+- :mod:`lss.cwgan`     the conditional Wasserstein GAN decoder
+- :mod:`lss.simulator` the three networks joined: fast batched generation, one-file save/load
+- :mod:`lss.analysis`  free energies, relaxation times, structures, TICA, transitions, MSM baseline
+- :mod:`lss.msm`       small deeptime MSM helpers
 - :mod:`lss.reproduce` the papermill runner (``python -m lss.reproduce --profile cpu``)
 """
 

@@ -24,15 +24,17 @@ Native contacts
 
 Many-body cooperativity term (an addition to Clementi 2000)
     The purely additive model of this 20-residue protein is not two-state: its distribution of the
-    fraction of native contacts Q stays unimodal at every temperature (measured, see
-    ``/work/shared/notes`` and the notebook 02), so it never "folds and unfolds" the way the
-    all-atom DESRES trajectory does. A non-additive term in the style of Kaya & Chan (Proteins 2003)
-    and Ejtehadi, Avall & Plotkin (PNAS 2004) makes folding cooperative::
+    fraction of native contacts Q stays unimodal at every temperature (measured from 180 to 300 K:
+    one peak whose mean drifts from Q = 0.59 to 0.31; notebook 02, section 2b, shows it), so it never
+    "folds and unfolds" the way the all-atom DESRES trajectory does. A non-additive term in the
+    style of Kaya & Chan (Proteins 2003) and Ejtehadi, Avall & Plotkin (PNAS 2004) makes folding
+    cooperative::
 
         E_MB = -eps_MB Nc (Q_s / Nc)^4,   Q_s = sum_native 1 / (1 + exp(beta (r - 1.2 s)))
 
     with ``eps_MB = eps``, ``Nc`` the number of native contacts and ``beta = 50 / nm``. With it the
-    Q distribution is bimodal with a barrier of about 2-3 kT near the folding temperature.
+    Q distribution is bimodal at 300 K: basins at Q = 0.33 and 0.98, barrier near Q = 0.73 of about
+    1.8 kT above the unfolded minimum (cpu profile of notebook 02).
     ``GoModel(many_body=0)`` gives the plain Clementi-style model.
 
 Units are OpenMM's: nm, ps, kJ/mol, amu, K. ``eps = 1.58 kJ/mol`` puts the folding temperature near
@@ -231,7 +233,8 @@ class GoModel:
     repulsive_sigma : float
         ``sigma`` of the non-native repulsion ``eps (sigma / r)^12``, nm.
     many_body : float
-        ``eps_MB`` of the cooperativity term, in eps; 0 switches it off.
+        ``eps_MB`` of the many-body cooperativity term, in eps; 0 switches it off. This term is
+        **not** part of Clementi et al. 2000; without it this model is not two-state (module docstring).
     many_body_power : int
         Exponent of ``(Q_s / Nc)`` in the cooperativity term.
     switch_ratio, switch_steepness : float
@@ -349,11 +352,6 @@ class GoModel:
         ctx.setPositions(np.asarray(xyz, dtype=float).reshape(-1, 3))
         st = ctx.getState(getEnergy=True, getForces=True)
         return st.getPotentialEnergy()._value, np.asarray(st.getForces(asNumpy=True)._value)
-
-
-def folding_temperature_scale(model: GoModel | None = None) -> float:
-    """``eps / k_B`` in K: temperatures scale with it (same ``T / (eps / k_B)``, same thermodynamics)."""
-    return (model or GoModel()).eps / KB
 
 
 # ------------------------------------------------------------------------------------- simulation
