@@ -51,3 +51,16 @@ def test_smoke_profile_equals_the_notebook_defaults():
         for key, value in reproduce.step_parameters(params, nb.stem).items():
             default = eval(declared[key]["default"])  # literals written by us in the parameters cell
             assert default == value, f"{nb.stem}: smoke.yaml sets {key}={value!r}, notebook default {default!r}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_parses_every_parameter_line(nb):
+    import re
+
+    d = json.loads(nb.read_text())
+    cell = next(c for c in d["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    src = "".join(cell["source"])
+    names = re.findall(r"^([A-Za-z_]\w*)\s*(?::[^=]+)?=", src, flags=re.M)
+    declared = pm.inspect_notebook(str(nb))
+    missing = [n for n in names if n not in declared]
+    assert not missing, f"papermill cannot parse the parameter lines of {missing} (e.g. '=' or quotes in a comment)"
