@@ -119,7 +119,7 @@ def write_report(profile: str) -> Path:
             lines.append("| " + " | ".join([
                 key, _fmt(e.get("paper")), _fmt(e.get("value")), _fmt(e.get("reference")),
                 e.get("unit", ""), _fmt(e.get("target")), _fmt(e.get("met")),
-                (e.get("how", "") + (f" ({e['notebook']})" if e.get("notebook") else "")).replace("|", "/"),
+                (e.get("how", "") + (f" ({e['notebook']})" if e.get("notebook") else "")).replace("|", "\\|"),
             ]) + " |")
         lines.append("")
     out = paths.figures_dir(profile) / "REPORT.md"
