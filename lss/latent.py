@@ -39,10 +39,12 @@ class LatentTrajectories:
         return int(self.trajs[0].shape[1])
 
     def save(self, path: str | Path) -> Path:
+        """Write ``latent.npz`` (float32 trajectories, parent folders created)."""
         path = Path(path)
-        np.savez(path, **{f"traj_{i:03d}": t for i, t in enumerate(self.trajs)},
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **{f"traj_{i:03d}": np.asarray(t, dtype=np.float32) for i, t in enumerate(self.trajs)},
                  lengths=np.array([len(t) for t in self.trajs]), frame_time=self.frame_time,
-                 time_unit=self.time_unit, lag=self.lag, modes=np.asarray(self.modes))
+                 time_unit=str(self.time_unit), lag=int(self.lag), modes=np.asarray(self.modes, dtype=int))
         return path
 
 

@@ -43,7 +43,11 @@ def available_steps() -> list[str]:
 
 
 def load_params(profile: str | None = None, params_file: str | Path | None = None) -> dict:
-    """Read a parameter file: ``{"common": {...}, "<step>": {...}}``."""
+    """Read a parameter file: ``{"common": {...}, "<step>": {...}}``.
+
+    A file may start with ``extends: <profile>``: it then holds only the keys it changes in that
+    profile (e.g. ``paper-fixture.yaml`` = ``paper.yaml`` with tiny sizes).
+    """
     p = Path(params_file) if params_file else paths.params_file(profile)
     if not p.exists():
         known = sorted(x.stem for x in (paths.root() / "params").glob("*.yaml"))
@@ -51,6 +55,13 @@ def load_params(profile: str | None = None, params_file: str | Path | None = Non
     data = yaml.safe_load(p.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a mapping of sections, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base:
+        # a profile that extends another: the base's sections, overridden key by key
+        merged = load_params(base)
+        for section, values in data.items():
+            merged[section] = {**(merged.get(section) or {}), **(values or {})}
+        data = merged
     unknown = set(data) - set(STEPS) - {"common"}
     if unknown:
         raise ValueError(f"{p}: unknown sections {sorted(unknown)}; known: common, {', '.join(STEPS)}")

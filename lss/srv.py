@@ -1,0 +1,703 @@
+"""State-free reversible VAMPnet (SRV) encoder of slow collective variables (paper section 2.1).
+
+One network ``chi`` (shared weights) maps a configuration's features to ``n_output`` basis functions.
+Over lagged pairs ``(x_t, x_{t+tau})`` it is trained to maximise the reversible VAMP-2 score
+
+    VAMP-2 = 1 + sum_i lambda_i^2,     C1 v_i = lambda_i C0 v_i,
+
+where, with ``z = chi(x)`` made mean-free by the joint mean of both halves of the pairs,
+
+    C00 = <z_t z_t^T>,  C11 = <z_{t+tau} z_{t+tau}^T>,  C01 = <z_t z_{t+tau}^T>,
+    C0 = (C00 + C11) / 2,  C1 = (C01 + C10) / 2      (symmetrised: reversible dynamics).
+
+The ``1`` counts the constant eigenfunction (``lambda_0 = 1``) that removing the mean takes out;
+the score lies in ``[1, 1 + n_output]``. The generalised symmetric eigenproblem is solved by
+Cholesky whitening of ``C0 + epsilon I`` (``epsilon`` keeps a near-singular ``C0`` from breaking it).
+
+Training uses Adam on mini-batches of pairs and stops early on the VAMP-2 score of a validation
+set made of held-out contiguous blocks of each trajectory (:func:`lss.utils.block_split`; shuffled
+frames would leak through the lag). After training the eigenproblem is solved once, in float64, on
+all the data; the eigenfunction coordinates ``psi_1, psi_2, ...`` (slow to fast) are what
+:meth:`SRV.transform` returns.
+
+Helpers: :func:`implied_timescales_vs_lag` (lag selection), :func:`choose_n_components` (m from the
+eigenvalue gap), :func:`variance_concentration` (flags eigenfunctions of rarely sampled states),
+:func:`save_latent` / :func:`load_latent` (the latent trajectory file of notebook 03).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import nn
+
+from .persist import Persistable
+from .utils import as_trajs, block_split, check_lag, get_device, torch_generator
+
+#: Lagged pairs needed per network output, in the training and in the validation set alike.
+MIN_PAIRS_PER_OUTPUT = 10
+
+
+class _SRVNet(nn.Module):
+    """Feed-forward basis ``chi``: (Linear -> tanh -> BatchNorm) x len(hidden) -> Linear."""
+
+    def __init__(self, n_in: int, hidden: tuple[int, ...], n_out: int, batch_norm: bool):
+        super().__init__()
+        layers, d = [], n_in
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.Tanh()]
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(h))
+            d = h
+        layers.append(nn.Linear(d, n_out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _mean_std(trajs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation over all frames, accumulated in float64 per trajectory."""
+    n = np.array([len(x) for x in trajs], dtype=np.float64)
+    means = np.stack([x.mean(0, dtype=np.float64) for x in trajs])
+    vars_ = np.stack([x.var(0, dtype=np.float64) for x in trajs])
+    mu = (n[:, None] * means).sum(0) / n.sum()
+    var = (n[:, None] * (vars_ + (means - mu) ** 2)).sum(0) / n.sum()
+    return mu, np.sqrt(var)
+
+
+# ------------------------------------------------------------------------------ the VAMP-2 score
+def _vamp2_torch(z0, z1, epsilon: float):
+    """Reversible VAMP-2 score of a batch of outputs ``z0 = chi(x_t)``, ``z1 = chi(x_{t+tau})``.
+
+    Differentiable; the small ``n_out x n_out`` algebra runs in float64. Returns a 0-d tensor.
+    """
+    mean = 0.5 * (z0.mean(0) + z1.mean(0))
+    a, b = (z0 - mean).double(), (z1 - mean).double()
+    n = a.shape[0]
+    c0 = (a.T @ a + b.T @ b) / (2 * n)
+    c1 = (a.T @ b + b.T @ a) / (2 * n)
+    eye = torch.eye(c0.shape[0], dtype=c0.dtype, device=c0.device)
+    L, info = torch.linalg.cholesky_ex(c0 + epsilon * eye)
+    if int(info) != 0:
+        return torch.tensor(float("nan"), dtype=torch.float64, device=c0.device)
+    x = torch.linalg.solve_triangular(L, c1, upper=False)         # L^-1 C1
+    k = torch.linalg.solve_triangular(L, x.T, upper=False)        # L^-1 C1 L^-T (symmetric)
+    return 1 + (k**2).sum()
+
+
+def reversible_covariances(outputs: list[np.ndarray], lag: int):
+    """Symmetrised mean-free covariances of lagged pairs, float64.
+
+    Parameters
+    ----------
+    outputs : list of np.ndarray, each (n_frames, n)
+        Basis-function values along each trajectory; trajectories not longer than ``lag`` are skipped.
+    lag : int
+        Lag in frames.
+
+    Returns
+    -------
+    c0, c1 : np.ndarray, shape (n, n), float64
+        ``(C00 + C11) / 2`` and ``(C01 + C10) / 2`` (normalised by the number of pairs, no Bessel
+        correction, as deeptime's TICA).
+    mean : np.ndarray, shape (n,)
+        Joint mean of both halves of the pairs.
+    n_pairs : int
+    """
+    a = [o[:-lag] for o in outputs if len(o) > lag]
+    b = [o[lag:] for o in outputs if len(o) > lag]
+    if not a:
+        raise ValueError(f"lag={lag} frames: no trajectory is longer than the lag")
+    a, b = np.concatenate(a).astype(np.float64), np.concatenate(b).astype(np.float64)
+    mean = 0.5 * (a.mean(0) + b.mean(0))
+    a -= mean
+    b -= mean
+    n = len(a)
+    c0 = (a.T @ a + b.T @ b) / (2 * n)
+    c1 = (a.T @ b + b.T @ a) / (2 * n)
+    return c0, c1, mean, n
+
+
+def reversible_eig(c0: np.ndarray, c1: np.ndarray, epsilon: float):
+    """Solve ``C1 v = lambda (C0 + epsilon I) v``; eigenvalues descending, ``V^T (C0 + eps I) V = I``.
+
+    Returns
+    -------
+    eigenvalues : np.ndarray, shape (n,)
+    eigenvectors : np.ndarray, shape (n, n), columns
+    """
+    w, v = scipy.linalg.eigh(c1, c0 + epsilon * np.eye(len(c0)))
+    order = np.argsort(w)[::-1]
+    return w[order], v[:, order]
+
+
+def timescales_from_eigenvalues(eigenvalues, lag: float) -> np.ndarray:
+    """Implied timescales ``-lag / ln(lambda)`` in the units of ``lag``.
+
+    ``lambda >= 1`` gives ``inf``; ``lambda <= 0`` (no relaxation timescale) gives ``nan``.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    out = np.full(lam.shape, np.nan)
+    ok = (lam > 0) & (lam < 1)
+    out[ok] = -lag / np.log(lam[ok])
+    out[lam >= 1] = np.inf
+    return out
+
+
+def choose_n_components(eigenvalues, min_components: int = 1, max_components: int | None = None) -> int:
+    """The latent dimension ``m`` at the largest gap of the eigenvalue spectrum.
+
+    ``m`` maximises ``lambda_m - lambda_{m+1}`` (eigenvalues descending, the constant eigenfunction
+    excluded) over ``min_components <= m <= max_components``.
+
+    Parameters
+    ----------
+    eigenvalues : array-like, shape (n,)
+        Descending non-trivial eigenvalues, e.g. ``SRV.eigenvalues_``.
+    min_components, max_components : int
+        Range of ``m`` considered (``max_components`` defaults to ``n - 1``).
+
+    Returns
+    -------
+    m : int
+    """
+    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64))[::-1]
+    hi = len(lam) - 1 if max_components is None else min(int(max_components), len(lam) - 1)
+    if not 1 <= min_components <= hi:
+        raise ValueError(f"min_components={min_components}, max_components={max_components}: need "
+                         f"1 <= min_components <= max_components < {len(lam)} (number of eigenvalues)")
+    gaps = lam[:-1] - lam[1:]                      # gaps[m - 1] = lambda_m - lambda_{m+1}
+    m_range = np.arange(min_components, hi + 1)
+    return int(m_range[np.argmax(gaps[m_range - 1])])
+
+
+def variance_concentration(psi) -> np.ndarray:
+    """Fraction of frames that carry half of each coordinate's variance (about its median).
+
+    A diagnostic for eigenfunctions that describe a *rarely sampled* state (paper section 2.1:
+    such modes may be discarded a posteriori): their variance comes from a handful of frames far
+    out in one tail. Reference values: a Gaussian 0.12, a symmetric two-state coordinate 0.25, a
+    state visited by a fraction ``p`` of the frames about ``p / 2``.
+
+    Parameters
+    ----------
+    psi : np.ndarray, shape (n_frames, k) (or (n_frames,)), or a list of them
+
+    Returns
+    -------
+    np.ndarray, shape (k,), values in (0, 0.5]
+    """
+    if isinstance(psi, (list, tuple)):
+        psi = np.concatenate([np.asarray(p) for p in psi])
+    psi = np.asarray(psi, dtype=np.float64)
+    if psi.ndim == 1:
+        psi = psi[:, None]
+    if psi.ndim != 2 or len(psi) < 2:
+        raise ValueError(f"psi must have shape (n_frames, k) with n_frames >= 2, got {psi.shape}")
+    out = np.empty(psi.shape[1])
+    for i in range(psi.shape[1]):
+        d2 = np.sort((psi[:, i] - np.median(psi[:, i])) ** 2)[::-1]
+        c = np.cumsum(d2)
+        out[i] = (np.searchsorted(c, 0.5 * c[-1]) + 1) / len(d2) if c[-1] > 0 else 0.5
+    return out
+
+
+# ------------------------------------------------------------------------------------- the SRV
+class SRV(Persistable):
+    """State-free reversible VAMPnet: slow eigenfunctions of the transfer operator from trajectories.
+
+    Parameters
+    ----------
+    n_components : int
+        Number ``m`` of slow eigenfunction coordinates :meth:`transform` returns (paper: 3).
+    lag : int
+        Lag time ``tau`` in frames of the training trajectories.
+    hidden : tuple of int
+        Hidden layer widths, tanh activations (paper: (100, 100)).
+    batch_norm : bool
+        Batch normalisation after each hidden layer (paper: yes).
+    n_output : int, optional
+        Width of the network's linear output layer (number of basis functions and eigenvalues);
+        default: two more than the highest mode kept.
+    lr : float
+        Adam learning rate (paper: 0.01).
+    batch_size : int
+        Lagged pairs per optimisation step (paper: 200,000; smaller batches take more steps per
+        epoch on a CPU). A batch must hold many more pairs than ``n_output``.
+    max_epochs, patience : int
+        Early stopping: stop after ``patience`` epochs without a better validation VAMP-2 score;
+        the best weights are restored.
+    val_fraction : float
+        Fraction of contiguous blocks of each trajectory held out for validation.
+    n_val_blocks : int
+        Number of contiguous blocks each trajectory's pairs are cut into for the split.
+    n_restarts : int
+        Independent trainings with different seeds (same split); the one with the best validation
+        score is kept, all scores are in ``restart_scores_``.
+    modes : tuple of int, optional
+        Explicit eigenfunction indices to keep, 0 = slowest non-trivial (e.g. ``(0, 2, 3)``, the
+        authors' "modes 1, 3, 4"); overrides ``n_components``.
+    epsilon : float
+        Regularisation added to the diagonal of ``C0`` (units of the output covariance).
+    stride : int
+        Thinning of the lagged pairs during training (neighbouring frames are nearly duplicates):
+        each epoch uses a fresh random ``1/stride`` of the training pairs, the validation score
+        every ``stride``-th validation pair. The final eigenproblem always uses all frames.
+    device : str
+        ``'cpu'``, ``'cuda'`` or ``'auto'``.
+    random_state : int, optional
+        Seed of the split, the weight initialisation and the batch order of every restart.
+    progress : bool
+        Show a progress bar over epochs.
+
+    Attributes
+    ----------
+    net_ : torch.nn.Module
+        The trained basis network (eval mode), input: standardised features.
+    eigenvalues_ : np.ndarray, shape (n_output,), float64
+        All eigenvalues of the final float64 solve on all data, descending.
+    timescales_ : np.ndarray, shape (n_output,)
+        Implied timescales ``-lag / ln(lambda)`` in frames (``nan`` where ``lambda <= 0``).
+    modes_ : tuple of int
+        Eigenfunction indices returned by :meth:`transform`.
+    history_ : dict
+        ``train_vamp2`` (mean over the epoch's batches, train mode) and ``val_vamp2`` (validation
+        blocks, eval mode) per epoch of the kept restart.
+    restart_scores_ : np.ndarray, shape (n_restarts,)
+        Best validation VAMP-2 of each restart; ``best_restart_`` is the index kept.
+    best_epoch_ : int
+        Epoch whose weights were kept (of the kept restart).
+    fit_seconds_ : float
+        Wall time of :meth:`fit`, seconds.
+
+    Notes
+    -----
+    Coordinates: ``psi_i`` is the i-th eigenfunction in the network's basis, shifted and scaled to
+    zero mean and unit variance over all training frames. Sign convention: each ``psi_i`` is
+    oriented so that its third moment over the training frames is positive (its long tail points
+    to positive values); this depends on the data, not on the network's arbitrary basis.
+    """
+
+    _format = "lss.srv/1"
+
+    def __init__(self, n_components: int = 3, lag: int = 1, hidden: tuple[int, ...] = (100, 100),
+                 batch_norm: bool = True, n_output: int | None = None, lr: float = 0.01,
+                 batch_size: int = 20_000, max_epochs: int = 100, patience: int = 10,
+                 val_fraction: float = 0.2, n_val_blocks: int = 10, n_restarts: int = 1,
+                 modes: tuple[int, ...] | None = None, epsilon: float = 1e-6, stride: int = 1,
+                 device: str = "cpu", random_state: int | None = None, progress: bool = False):
+        self.n_components = n_components
+        self.lag = lag
+        self.hidden = tuple(hidden)
+        self.batch_norm = batch_norm
+        self.n_output = n_output
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.n_val_blocks = n_val_blocks
+        self.n_restarts = n_restarts
+        self.modes = None if modes is None else tuple(int(m) for m in modes)
+        self.epsilon = epsilon
+        self.stride = stride
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+
+    _PARAMS = ("n_components", "lag", "hidden", "batch_norm", "n_output", "lr", "batch_size",
+               "max_epochs", "patience", "val_fraction", "n_val_blocks", "n_restarts", "modes",
+               "epsilon", "stride", "device", "random_state", "progress")
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    # ----------------------------------------------------------------------------------- checks
+    def _resolve_modes(self) -> tuple[tuple[int, ...], int]:
+        if self.modes is not None:
+            modes = tuple(self.modes)
+            if not modes or min(modes) < 0 or len(set(modes)) != len(modes):
+                raise ValueError(f"modes must be distinct non-negative eigenfunction indices, got {self.modes}")
+        else:
+            if int(self.n_components) != self.n_components or self.n_components < 1:
+                raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
+            modes = tuple(range(int(self.n_components)))
+        n_out = max(modes) + 3 if self.n_output is None else int(self.n_output)
+        if n_out <= max(modes):
+            raise ValueError(f"n_output={self.n_output} is too small for modes {modes}: it must exceed "
+                             f"the highest mode index ({max(modes)})")
+        return modes, n_out
+
+    def _check_params(self):
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("batch_size", "max_epochs", "patience", "n_restarts", "n_val_blocks", "stride"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not self.epsilon >= 0:
+            raise ValueError(f"epsilon must be non-negative, got {self.epsilon}")
+
+    def _check_fitted(self):
+        if not hasattr(self, "net_"):
+            raise RuntimeError("this SRV is not fitted yet; call fit() or load()")
+
+    # -------------------------------------------------------------------------------------- fit
+    def fit(self, trajs) -> "SRV":
+        """Train the SRV on one or several trajectories of features.
+
+        Parameters
+        ----------
+        trajs : np.ndarray (n_frames, n_features) or list of them, float32
+            Feature trajectories (e.g. scaled C-alpha distances); ``lag`` is in their frames.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            NaN/inf or empty input (names ``trajs``); a lag not shorter than the data (names
+            ``lag``); constant input (names ``trajs``); too few lagged pairs for the validation
+            split or the number of outputs (names ``trajs``); bad hyperparameters (named).
+        RuntimeError
+            The training diverged (non-finite score); the estimator is left unfitted.
+        """
+        t_start = time.perf_counter()
+        trajs = as_trajs(trajs, "trajs")
+        lag = check_lag(self.lag, trajs, "lag")
+        modes, n_out = self._resolve_modes()
+        self._check_params()
+        mu, sd = _mean_std(trajs)
+        flat = sd <= 1e-12 * np.maximum(1.0, np.abs(mu))
+        if np.all(flat):
+            raise ValueError("trajs is constant (every feature has zero variance): there is no dynamics to learn")
+        sd = np.where(flat, 1.0, sd)                                   # constant features -> 0
+
+        rng = np.random.default_rng(self.random_state)
+        x0, x1, val = [], [], []
+        for x in trajs:
+            if len(x) <= lag:
+                continue
+            x0.append(x[:-lag])
+            x1.append(x[lag:])
+            val.append(block_split(len(x) - lag, self.n_val_blocks, self.val_fraction, rng))
+        x0, x1, val = np.concatenate(x0), np.concatenate(x1), np.concatenate(val)
+        need = MIN_PAIRS_PER_OUTPUT * n_out
+        vi = np.nonzero(val)[0][::int(self.stride)]
+        n_train = math.ceil((~val).sum() / self.stride)
+        if min(len(vi), n_train) < need:
+            raise ValueError(f"trajs is too short: {len(val)} lagged pairs at lag {lag} give {n_train} "
+                             f"training pairs per epoch and {len(vi)} validation pairs (stride {self.stride}); "
+                             f"each needs at least {need} ({MIN_PAIRS_PER_OUTPUT} per network output, "
+                             f"n_output={n_out})")
+        dev = get_device(self.device)
+        mu32, sd32 = mu.astype(np.float32), sd.astype(np.float32)
+        scale = lambda a: torch.from_numpy((a - mu32) / sd32).to(dev)  # noqa: E731
+        T0, T1, V0, V1 = scale(x0[~val]), scale(x1[~val]), scale(x0[vi]), scale(x1[vi])
+        del x0, x1
+
+        seeds = rng.integers(2**31, size=int(self.n_restarts))
+        results = []
+        for r, seed in enumerate(seeds):
+            results.append(self._train_one(int(seed), r, T0, T1, V0, V1, len(mu), n_out, dev))
+        scores = np.array([res[0] for res in results])
+        best = int(np.argmax(scores))
+        _, state, history, best_epoch = results[best]
+
+        self.n_features_ = len(mu)
+        self.n_output_ = n_out
+        self.modes_ = modes
+        self.input_mean_, self.input_scale_ = mu, sd
+        self.net_ = _SRVNet(len(mu), self.hidden, n_out, self.batch_norm).to(dev)
+        self.net_.load_state_dict(state)
+        self.net_.eval()
+        self.restart_scores_ = scores
+        self.restart_histories_ = [res[2] for res in results]
+        self.best_restart_, self.history_, self.best_epoch_ = best, history, best_epoch
+        self._solve(trajs)
+        self.fit_seconds_ = time.perf_counter() - t_start
+        return self
+
+    def _train_one(self, seed, r, T0, T1, V0, V1, n_in, n_out, dev):
+        """One training run; returns (best validation VAMP-2, best state_dict, history, best epoch)."""
+        torch.manual_seed(seed)
+        net = _SRVNet(n_in, self.hidden, n_out, self.batch_norm).to(dev)
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        g = torch_generator(seed + 1, "cpu")
+        n = len(T0)
+        n_epoch = math.ceil(n / self.stride)                  # pairs seen per epoch
+        n_batches = max(1, math.ceil(n_epoch / self.batch_size))
+        history = {"train_vamp2": [], "val_vamp2": []}
+        best, best_state, best_epoch, bad = -math.inf, None, -1, 0
+        from tqdm.auto import tqdm
+
+        desc = "SRV" if self.n_restarts == 1 else f"SRV restart {r + 1}/{self.n_restarts}"
+        bar = tqdm(range(self.max_epochs), desc=desc, unit="epoch", disable=not self.progress)
+        for epoch in bar:
+            net.train()
+            perm = torch.randperm(n, generator=g)[:n_epoch].to(dev)
+            tot = 0.0
+            for idx in torch.tensor_split(perm, n_batches):    # near-equal batches, none tiny
+                z = net(torch.cat([T0[idx], T1[idx]]))
+                score = _vamp2_torch(z[:len(idx)], z[len(idx):], self.epsilon)
+                if not torch.isfinite(score):
+                    bar.close()
+                    raise RuntimeError(f"SRV training diverged (restart {r}, epoch {epoch}): the VAMP-2 "
+                                       f"score is {score.item()}; try a smaller lr (now {self.lr}) or a "
+                                       f"larger epsilon (now {self.epsilon}); nothing was kept")
+                opt.zero_grad()
+                (-score).backward()
+                opt.step()
+                tot += score.item()
+            val_score = self._batch_score(net, V0, V1)
+            if not math.isfinite(val_score):
+                bar.close()
+                raise RuntimeError(f"SRV training diverged (restart {r}, epoch {epoch}): validation VAMP-2 "
+                                   f"is {val_score}; nothing was kept")
+            history["train_vamp2"].append(tot / n_batches)
+            history["val_vamp2"].append(val_score)
+            bar.set_postfix(train=f"{tot / n_batches:.4f}", val=f"{val_score:.4f}")
+            if val_score > best + 1e-4:
+                best, best_epoch, bad = val_score, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        bar.close()
+        return best, best_state, history, best_epoch
+
+    @torch.no_grad()
+    def _batch_score(self, net, X0, X1, chunk: int = 65536) -> float:
+        """Reversible VAMP-2 of lagged pairs (tensors, standardised), network in eval mode, float64."""
+        net.eval()
+        z0 = torch.cat([net(X0[i:i + chunk]) for i in range(0, len(X0), chunk)]).double().cpu().numpy()
+        z1 = torch.cat([net(X1[i:i + chunk]) for i in range(0, len(X1), chunk)]).double().cpu().numpy()
+        mean = 0.5 * (z0.mean(0) + z1.mean(0))
+        z0 -= mean
+        z1 -= mean
+        c0 = (z0.T @ z0 + z1.T @ z1) / (2 * len(z0))
+        c1 = (z0.T @ z1 + z1.T @ z0) / (2 * len(z0))
+        try:
+            lam, _ = reversible_eig(c0, c1, self.epsilon)
+        except (np.linalg.LinAlgError, ValueError):
+            return math.nan
+        return float(1 + np.sum(lam**2))
+
+    def _solve(self, trajs):
+        """Final float64 eigenproblem on all data; sets eigenvalues, eigenvectors and coordinates."""
+        raw = self.basis(trajs)
+        c0, c1, mean, _ = reversible_covariances(raw, self.lag)
+        lam, vec = reversible_eig(c0, c1, self.epsilon)
+        psi = np.concatenate(raw) @ vec - mean @ vec
+        centre, sd = psi.mean(0), psi.std(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        skew = (((psi - centre) / sd) ** 3).mean(0)
+        sign = np.where(skew >= 0, 1.0, -1.0)
+        self.eigenvalues_ = lam
+        self.timescales_ = timescales_from_eigenvalues(lam, self.lag)
+        self.output_mean_ = mean
+        self.eigenvectors_ = vec
+        self.coord_mean_ = centre
+        self.coord_scale_ = sign / sd           # psi_i = (raw - output_mean) @ v_i - coord_mean_i) * coord_scale_i
+
+    # -------------------------------------------------------------------------------- transform
+    def _as_input(self, X):
+        single = isinstance(X, np.ndarray) or hasattr(X, "shape")
+        trajs = as_trajs(X, "X", min_len=1)
+        if trajs[0].shape[1] != self.n_features_:
+            raise ValueError(f"X has {trajs[0].shape[1]} features; this SRV was fitted on {self.n_features_}")
+        return trajs, single
+
+    @torch.no_grad()
+    def basis(self, X, chunk: int = 65536):
+        """Raw network outputs ``chi(x)`` (the learned basis, before the eigenvector rotation).
+
+        Parameters
+        ----------
+        X : np.ndarray (n_frames, n_features) or list of them
+
+        Returns
+        -------
+        np.ndarray (n_frames, n_output) float64, or a list of them for a list input
+        """
+        self._check_fitted()
+        trajs, single = self._as_input(X)
+        dev = next(self.net_.parameters()).device
+        self.net_.eval()
+        out = []
+        for x in trajs:
+            u = torch.from_numpy((x - self.input_mean_.astype(np.float32)) / self.input_scale_.astype(np.float32))
+            z = [self.net_(u[i:i + chunk].to(dev)).double().cpu() for i in range(0, len(u), chunk)]
+            out.append(torch.cat(z).numpy())
+        return out[0] if single else out
+
+    def transform(self, X, modes=None):
+        """Slow eigenfunction coordinates ``psi`` of configurations.
+
+        Parameters
+        ----------
+        X : np.ndarray (n_frames, n_features) or list of them, same features as in :meth:`fit`
+        modes : sequence of int, optional
+            Eigenfunction indices to return (0 = slowest), e.g. ``range(srv.n_output_)`` for all;
+            default: the fitted ``modes_``.
+
+        Returns
+        -------
+        psi : np.ndarray (n_frames, len(modes)) float32, or a list of them for a list input.
+            Ordered slow to fast, zero mean and unit variance over the training frames, each with
+            a positive third moment on the training data (see the class notes).
+        """
+        self._check_fitted()
+        modes = self.modes_ if modes is None else tuple(int(m) for m in modes)
+        if not modes or min(modes) < 0 or max(modes) >= self.n_output_:
+            raise ValueError(f"modes must be indices in [0, {self.n_output_}), got {modes}")
+        raw = self.basis(X)
+        single = isinstance(raw, np.ndarray)
+        m = list(modes)
+        out = [(((z - self.output_mean_) @ self.eigenvectors_[:, m] - self.coord_mean_[m])
+                * self.coord_scale_[m]).astype(np.float32) for z in ([raw] if single else raw)]
+        return out[0] if single else out
+
+    def select_modes(self, modes) -> "SRV":
+        """Change which eigenfunctions :meth:`transform` returns, after fitting (e.g. the ``m`` of
+        :func:`choose_n_components`); the network and the eigenproblem are unchanged.
+
+        Parameters
+        ----------
+        modes : sequence of int
+            Distinct indices in ``[0, n_output_)``, 0 = slowest.
+        """
+        self._check_fitted()
+        modes = tuple(int(m) for m in modes)
+        if not modes or min(modes) < 0 or max(modes) >= self.n_output_ or len(set(modes)) != len(modes):
+            raise ValueError(f"modes must be distinct indices in [0, {self.n_output_}), got {modes}")
+        self.modes_ = modes
+        return self
+
+    def fit_transform(self, trajs):
+        """``fit(trajs)`` then ``transform(trajs)``."""
+        return self.fit(trajs).transform(trajs)
+
+    # ----------------------------------------------------------------------------- diagnostics
+    def timescales(self, frame_time: float = 1.0) -> np.ndarray:
+        """Implied timescales of all eigenfunctions, ``timescales_ * frame_time`` (units of ``frame_time``)."""
+        self._check_fitted()
+        return self.timescales_ * float(frame_time)
+
+    def eigenvalues_at(self, X, lag: int) -> np.ndarray:
+        """Eigenvalues of the learned basis re-estimated at another lag (frames), descending.
+
+        The basis is fixed; only the float64 eigenproblem is solved again on ``X``. A good basis
+        gives implied timescales ``-lag / ln(lambda)`` that do not change with the lag.
+        """
+        raw = self.basis(X)
+        raw = [raw] if isinstance(raw, np.ndarray) else raw
+        lag = check_lag(lag, raw, "lag")
+        c0, c1, _, _ = reversible_covariances(raw, lag)
+        return reversible_eig(c0, c1, self.epsilon)[0]
+
+    def score(self, X, k: int | None = None) -> float:
+        """Reversible VAMP-2 score ``1 + sum_i lambda_i^2`` of the learned basis on ``X`` at ``lag``.
+
+        The covariances and the eigenproblem are estimated on ``X`` itself (as for the validation
+        set during training); ``k`` keeps only the ``k`` largest eigenvalues (default: all
+        ``n_output_``).
+
+        Returns
+        -------
+        float, in [1, 1 + n_output_]
+        """
+        lam = self.eigenvalues_at(X, self.lag)
+        if k is not None:
+            lam = lam[:int(k)]
+        return float(1 + np.sum(lam**2))
+
+    # ----------------------------------------------------------------------------- persistence
+    def state(self) -> dict:
+        """Everything needed to rebuild the fitted SRV (torch-saveable)."""
+        self._check_fitted()
+        keys = ("n_features_", "n_output_", "modes_", "input_mean_", "input_scale_", "eigenvalues_",
+                "timescales_", "output_mean_", "eigenvectors_", "coord_mean_", "coord_scale_",
+                "history_", "restart_scores_", "best_restart_", "best_epoch_", "fit_seconds_")
+        return {"params": self.get_params(), "fitted": {k: getattr(self, k) for k in keys},
+                "state_dict": {k: v.cpu() for k, v in self.net_.state_dict().items()}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SRV":
+        self = cls(**state["params"])
+        for k, v in state["fitted"].items():
+            setattr(self, k, v)
+        self.modes_ = tuple(self.modes_)
+        self.net_ = _SRVNet(self.n_features_, self.hidden, self.n_output_, self.batch_norm)
+        self.net_.load_state_dict(state["state_dict"])
+        self.net_.eval()
+        return self
+
+    def to(self, device: str) -> "SRV":
+        """Move the network to ``device`` (``'cpu'``, ``'cuda'``, ``'auto'``)."""
+        self._check_fitted()
+        self.device = str(device)
+        self.net_.to(get_device(self.device))
+        return self
+
+
+# ------------------------------------------------------------------------------- lag selection
+def implied_timescales_vs_lag(trajs, lags, n_timescales: int = 3, estimator: SRV | None = None,
+                              progress: bool = False, **params) -> dict:
+    """Implied timescales of the slowest SRV eigenfunctions as a function of the lag.
+
+    Two modes:
+
+    - ``estimator=None``: train one SRV per lag with ``params`` (``lag`` is set per entry); the
+      honest test of lag convergence (the paper's choice of tau).
+    - ``estimator=srv`` (fitted): keep its basis and re-solve the eigenproblem at each lag (fast;
+      tests whether that basis's timescales have converged).
+
+    Parameters
+    ----------
+    trajs : np.ndarray (n_frames, n_features) or list of them
+    lags : sequence of int
+        Lags in frames.
+    n_timescales : int
+        Number of slowest timescales reported.
+
+    Returns
+    -------
+    dict with ``lags`` (n_lags,), ``eigenvalues`` (n_lags, n_timescales), ``timescales``
+    (n_lags, n_timescales) in frames, ``val_scores`` (n_lags,) validation VAMP-2 (NaN with a
+    fixed basis) and ``seconds`` (n_lags,) wall time per lag.
+    """
+    trajs = as_trajs(trajs, "trajs")
+    lags = [check_lag(lag, trajs, "lags") for lag in lags]
+    if not lags:
+        raise ValueError("lags is empty")
+    from tqdm.auto import tqdm
+
+    lam = np.full((len(lags), n_timescales), np.nan)
+    scores, secs = np.full(len(lags), np.nan), np.zeros(len(lags))
+    for i, lag in enumerate(tqdm(lags, desc="lags", disable=not progress)):
+        t = time.perf_counter()
+        if estimator is None:
+            srv = SRV(**{**params, "lag": lag}).fit(trajs)
+            ev, scores[i] = srv.eigenvalues_, srv.restart_scores_[srv.best_restart_]
+        else:
+            ev = estimator.eigenvalues_at(trajs, lag)
+        k = min(n_timescales, len(ev))
+        lam[i, :k] = ev[:k]
+        secs[i] = time.perf_counter() - t
+    ts = np.stack([timescales_from_eigenvalues(lam[i], lag) for i, lag in enumerate(lags)])
+    return {"lags": np.asarray(lags), "eigenvalues": lam, "timescales": ts, "val_scores": scores,
+            "seconds": secs}
+
+
+# ------------------------------------------------------------------------------- latent files

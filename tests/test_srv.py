@@ -1,0 +1,204 @@
+"""SRV encoder against exact answers: the four-well potential's transfer operator on a fine grid.
+
+The reference is the exact discrete-time operator of the Brownian dynamics that produced the data
+(``lss.fourwell.em_transition_matrix`` raised to the lag): its eigenvalues, and its right
+eigenvectors interpolated at the trajectory points as the exact eigenfunctions.
+"""
+import numpy as np
+import pytest
+import torch
+
+from lss import fourwell
+from lss.latent import LatentTrajectories, load_latent
+from lss.srv import (SRV, choose_n_components, implied_timescales_vs_lag,
+                     variance_concentration)
+
+STRIDE = 5        # BD steps per frame
+LAG = 10          # frames (50 BD steps; exact lambda_1 = 0.900, t_1 = 94.6 frames)
+FIT = dict(n_components=2, lag=LAG, batch_size=5000, max_epochs=25, patience=5, random_state=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def featurize(x):
+    """Positions -> (x, x^2), float32, shape (n_frames, 2)."""
+    return np.stack([x, x**2], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    xs = [fourwell.simulate(150_000, save_every=STRIDE, random_state=s) for s in (1, 2)]
+    return xs, [featurize(x) for x in xs]
+
+
+@pytest.fixture(scope="module")
+def exact():
+    g = fourwell.grid(600)
+    T = fourwell.em_transition_matrix(g, n_steps=STRIDE * LAG)
+    w, v = np.linalg.eig(T)
+    order = np.argsort(-w.real)
+    return g, w.real[order], v.real[:, order]
+
+
+@pytest.fixture(scope="module")
+def srv(data):
+    return SRV(**FIT).fit(data[1])
+
+
+def test_eigenvalues_match_exact_operator(srv, exact):
+    _, w, _ = exact
+    assert w[0] == pytest.approx(1.0, abs=1e-9)
+    assert srv.eigenvalues_.shape == (srv.n_output_,) == (4,)
+    assert np.all(np.diff(srv.eigenvalues_) <= 0)
+    np.testing.assert_allclose(srv.eigenvalues_[:2], w[1:3], rtol=0.10)
+    t_exact = -LAG / np.log(w[1])
+    assert srv.timescales_[0] == pytest.approx(t_exact, rel=0.15)
+    np.testing.assert_allclose(srv.timescales(0.005), srv.timescales_ * 0.005)
+
+
+def test_eigenfunctions_match_exact_operator(srv, data, exact):
+    g, _, v = exact
+    xs, feats = data
+    psi = np.concatenate(srv.transform(feats))
+    x = np.concatenate(xs)
+    for i in range(2):
+        r = np.corrcoef(psi[:, i], np.interp(x, g, v[:, i + 1]))[0, 1]
+        assert abs(r) >= 0.95, f"psi_{i + 1} correlates with the exact eigenfunction at |r| = {abs(r):.3f}"
+
+
+def test_coordinates_standardised_and_signed(srv, data):
+    out = srv.transform(data[1])
+    assert isinstance(out, list) and all(o.dtype == np.float32 and o.shape[1] == 2 for o in out)
+    psi = np.concatenate(out).astype(np.float64)
+    np.testing.assert_allclose(psi.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(psi.std(0), 1, atol=1e-4)
+    assert np.all((psi**3).mean(0) > 0)                        # documented sign convention
+    one = srv.transform(data[1][0])                            # array in -> array out
+    assert isinstance(one, np.ndarray) and np.array_equal(one, out[0])
+    full = srv.transform(data[1][0], modes=range(srv.n_output_))
+    np.testing.assert_array_equal(full[:, [0, 1]], one)
+
+
+def test_vamp2_agrees_with_deeptime(srv, data):
+    from deeptime.decomposition import TICA, VAMP
+
+    raw = srv.basis(data[1])
+    ours = srv.score(data[1])
+    assert 1 < ours <= 1 + srv.n_output_
+    tica = TICA(lagtime=LAG, scaling=None).fit(raw).fetch_model().score(r=2)
+    assert ours == pytest.approx(tica, rel=1e-4)               # same reversible estimator
+    vamp = VAMP(lagtime=LAG).fit(raw).fetch_model().score(r=2)
+    assert ours == pytest.approx(vamp, rel=1e-2)               # non-reversible: statistically close
+    # The eigenfunction coordinates span the same space: same score.
+    psi = [p.astype(np.float64) for p in srv.transform(data[1], modes=range(srv.n_output_))]
+    assert TICA(lagtime=LAG, scaling=None).fit(psi).fetch_model().score(r=2) == pytest.approx(ours, rel=1e-4)
+    # The kept restart's best validation score is what the history shows.
+    assert max(srv.history_["val_vamp2"]) == pytest.approx(srv.restart_scores_[srv.best_restart_])
+
+
+def test_fixed_basis_timescales_converge_with_lag(srv, data, exact):
+    _, w, _ = exact
+    res = implied_timescales_vs_lag(data[1], [5, 10, 20], n_timescales=2, estimator=srv)
+    assert res["timescales"].shape == (3, 2)
+    t_exact = -LAG / np.log(w[1])
+    np.testing.assert_allclose(res["timescales"][:, 0], t_exact, rtol=0.2)
+
+
+def test_save_load_round_trip(srv, data, tmp_path):
+    p = srv.save(tmp_path / "srv.pt")
+    back = SRV.load(p)
+    x = data[1][0][:5000]
+    np.testing.assert_array_equal(back.transform(x), srv.transform(x))
+    np.testing.assert_array_equal(back.eigenvalues_, srv.eigenvalues_)
+    assert back.modes_ == srv.modes_ and back.get_params() == srv.get_params()
+    assert back.score(data[1]) == pytest.approx(srv.score(data[1]), rel=1e-12)
+    psi = srv.transform(data[1])
+    LatentTrajectories(psi, 0.005, "steps", LAG, np.array(srv.modes_)).save(tmp_path / "latent.npz")
+    back = load_latent(tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(psi, back.trajs)) and len(back.trajs) == 2
+    assert (back.frame_time, back.time_unit, back.lag, tuple(back.modes)) == (0.005, "steps", LAG, (0, 1))
+    from lss.mdn import MDNPropagator
+
+    with pytest.raises(ValueError, match="format"):
+        MDNPropagator.load(p)
+
+
+def test_seed_repeatable_and_restarts(data):
+    x = data[1][0][:12000]
+    kw = dict(n_components=1, lag=LAG, batch_size=2000, max_epochs=3, random_state=7)
+    a, b = SRV(**kw).fit(x), SRV(**kw).fit(x)
+    np.testing.assert_array_equal(a.transform(x), b.transform(x))
+    assert a.history_ == b.history_
+    r = SRV(**{**kw, "n_restarts": 3, "max_epochs": 2}).fit(x)
+    assert r.restart_scores_.shape == (3,) and len(set(r.restart_scores_.round(10))) == 3
+    assert r.best_restart_ == int(np.argmax(r.restart_scores_))
+
+
+def test_explicit_modes(data):
+    x = data[1][0][:8000]
+    s = SRV(modes=(0, 2), lag=LAG, batch_size=2000, max_epochs=2, stride=3, random_state=0).fit(x)
+    assert s.modes_ == (0, 2) and s.n_output_ == 5
+    np.testing.assert_array_equal(s.transform(x), s.transform(x, modes=range(5))[:, [0, 2]])
+    s.select_modes([1])
+    np.testing.assert_array_equal(s.transform(x), s.transform(x, modes=range(5))[:, [1]])
+    with pytest.raises(ValueError, match="modes"):
+        s.select_modes([5])
+
+
+def test_bad_input_raises(data):
+    x = data[1][0]
+    with pytest.raises(ValueError, match="constant"):
+        SRV(lag=LAG).fit(np.ones((5000, 3), np.float32))
+    bad = x.copy()
+    bad[100, 0] = np.nan
+    with pytest.raises(ValueError, match="trajs.*NaN"):
+        SRV(lag=LAG).fit(bad)
+    with pytest.raises(ValueError, match="lag"):
+        SRV(lag=len(x)).fit(x)
+    with pytest.raises(ValueError, match="lag"):
+        SRV(lag=0).fit(x)
+    with pytest.raises(ValueError, match="too short"):
+        SRV(lag=LAG).fit(x[:150])
+    with pytest.raises(ValueError, match="modes"):
+        SRV(modes=(1, 1), lag=LAG).fit(x)
+    with pytest.raises(ValueError, match="n_output"):
+        SRV(n_components=3, n_output=2, lag=LAG).fit(x)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SRV().transform(x)
+
+
+def test_divergence_raises_and_keeps_nothing(data, monkeypatch):
+    import lss.srv
+
+    monkeypatch.setattr(lss.srv, "_vamp2_torch", lambda z0, z1, eps: (z0.sum() * np.nan).double())
+    s = SRV(lag=LAG, max_epochs=2)
+    with pytest.raises(RuntimeError, match="diverged"):
+        s.fit(data[1][0][:5000])
+    assert not hasattr(s, "net_")
+
+
+def test_choose_n_components_from_gap():
+    lam = [0.95, 0.93, 0.90, 0.40, 0.35]
+    assert choose_n_components(lam) == 3
+    assert choose_n_components([0.9, 0.3, 0.28, 0.1]) == 1
+    assert choose_n_components([0.9, 0.3, 0.28, 0.1], min_components=2) == 3
+    with pytest.raises(ValueError, match="min_components"):
+        choose_n_components(lam, min_components=0)
+
+
+def test_variance_concentration_flags_rare_states():
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(200_000)
+    two = np.sign(g) + 0.1 * rng.standard_normal(len(g))
+    rare = np.where(rng.random(len(g)) < 0.002, 30.0, 0.0) + rng.standard_normal(len(g))
+    c = variance_concentration(np.stack([g, two, rare], axis=1))
+    assert c[0] == pytest.approx(0.12, abs=0.01)
+    assert c[1] == pytest.approx(0.25, abs=0.02)
+    assert c[2] < 0.005
+    assert variance_concentration([g[:1000, None], g[1000:2000, None]]).shape == (1,)
