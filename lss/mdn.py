@@ -47,6 +47,16 @@ class _MDNNet(nn.Module):
         sigma = (nn.functional.elu(h[:, C + C * m:]) + 1 + _MIN_SIGMA).view(-1, C, m)
         return torch.log_softmax(logits, dim=1), mu, sigma
 
+    def step(self, u, gumbel, eps, rows):
+        """One sampling step for a batch: pick a kernel per row (Gumbel-max on the logits), then
+        draw from it. Only the chosen kernel's mean and width are squashed. u (n, m) -> (n, m)."""
+        h = self.head(self.body(u))
+        C, m = self.C, self.dim
+        c = torch.argmax(h[:, :C] + gumbel, dim=1)
+        mu = torch.sigmoid(h[:, C:C + C * m].view(-1, C, m)[rows, c])
+        sigma = nn.functional.elu(h[:, C + C * m:].view(-1, C, m)[rows, c]) + 1 + _MIN_SIGMA
+        return mu + sigma * eps
+
 
 def _mixture_log_prob(log_w, mu, sigma, y):
     """log p(y) of a diagonal Gaussian mixture; log_w (n, C), mu/sigma (n, C, m), y (n, m) -> (n,)."""
@@ -379,9 +389,7 @@ class MDNPropagator(Persistable):
             gumbel = -torch.log(-torch.log(torch.rand((k, n, C), generator=g, device=dev).clamp_(1e-12, 1)))
             eps = torch.randn((k, n, m), generator=g, device=dev)
             for j in range(k):
-                log_w, mu, sig = net(u)
-                c = torch.argmax(log_w + gumbel[j], dim=1)
-                u = mu[rows, c] + sig[rows, c] * eps[j]
+                u = net.step(u, gumbel[j], eps[j], rows)
                 if clip:
                     n_clip += ((u < 0) | (u > 1)).sum()
                     u = u.clamp(0, 1)
