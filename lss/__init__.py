@@ -17,6 +17,7 @@ Modules (one per concept):
 - :mod:`lss.latent`    the latent trajectory file shared by the notebooks
 - :mod:`lss.cwgan`     the conditional Wasserstein GAN decoder
 - :mod:`lss.simulator` the three networks joined: fast batched generation, one-file save/load
+- :mod:`lss.cli`       the `lss generate` / `lss info` command line
 - :mod:`lss.analysis`  free energies, relaxation times, structures, TICA, transitions, MSM baseline
 - :mod:`lss.msm`       small deeptime MSM helpers
 - :mod:`lss.reproduce` the papermill runner (``python -m lss.reproduce --profile cpu``)

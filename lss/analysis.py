@@ -35,7 +35,7 @@ __all__ = [
     "split_blocks", "block_average",
     "free_energy_profile", "aligned_rmse", "sampled_region", "free_energy_2d",
     "autocorrelation", "relaxation_time", "relaxation_times",
-    "radius_of_gyration", "rmsd_to_reference", "pair_rmsd", "ensemble_rmsd", "select_region",
+    "radius_of_gyration", "rmsd_to_reference", "pair_rmsd", "ensemble_rmsd", "ca_distances", "select_region",
     "fit_tica", "project",
     "count_transitions", "transitions_per_frames", "transition_rate", "cost_per_time",
     "MSMBaseline", "chapman_kolmogorov",
@@ -524,7 +524,7 @@ def relaxation_time(acf, dt: float = 1.0, cutoff: float = math.exp(-2), fit_rang
 
 
 def relaxation_times(trajs, max_lag: int, frame_time: float = 1.0, n_blocks: int | None = 5,
-                     return_blocks: bool = False, **fit_kw):
+                     return_blocks: bool = False, lag_step: int = 1, **fit_kw):
     """Relaxation times of each mode from exponential fits to its autocorrelation (paper Table 1).
 
     ``t_i`` is fitted (:func:`relaxation_time`) to the autocorrelation of mode ``i`` over all the
@@ -544,6 +544,12 @@ def relaxation_times(trajs, max_lag: int, frame_time: float = 1.0, n_blocks: int
         Blocks for the standard error (paper: 5); None skips it (``t_err`` is NaN).
     return_blocks : bool
         Also return the block estimates.
+    lag_step : int
+        Fit the autocorrelation only at the lags ``0, lag_step, 2 lag_step, ... <= max_lag`` frames
+        (it is still averaged over all time origins). With ``lag_step`` equal to the propagator lag,
+        MD is fitted on the same time grid as the LSS, whose frames are one lag apart, so that fast
+        initial decays that the LSS cannot resolve weigh the same in both fits. ``fit_range`` then
+        counts points of that grid.
     **fit_kw
         Passed to :func:`relaxation_time` (``cutoff``, ``fit_range``, ``amplitude``).
 
@@ -556,10 +562,13 @@ def relaxation_times(trajs, max_lag: int, frame_time: float = 1.0, n_blocks: int
     tr = _mode_list(trajs, "trajs")
     if not frame_time > 0:
         raise ValueError(f"frame_time must be positive, got {frame_time!r}")
+    if int(lag_step) != lag_step or lag_step < 1 or lag_step > max_lag:
+        raise ValueError(f"lag_step must be an integer in [1, max_lag={max_lag}], got {lag_step!r}")
+    lag_step = int(lag_step)
 
     def fit_all(parts):
-        c = autocorrelation(parts, max_lag)
-        return np.array([relaxation_time(c[:, i], frame_time, **fit_kw) for i in range(c.shape[1])])
+        c = autocorrelation(parts, max_lag)[::lag_step]
+        return np.array([relaxation_time(c[:, i], frame_time * lag_step, **fit_kw) for i in range(c.shape[1])])
 
     t = fit_all(tr)
     m = len(t)
@@ -681,6 +690,35 @@ def ensemble_rmsd(xyz_a, xyz_b, n_pairs: int = 1000, rng=None, return_all: bool 
     j = rng.integers(len(b), size=int(n_pairs))
     out = np.concatenate([pair_rmsd(a[i[k:k + 50_000]], b[j[k:k + 50_000]]) for k in range(0, len(i), 50_000)])
     return out if return_all else float(out.mean())
+
+
+def ca_distances(xyz, min_separation: int = 1, chunk: int = 100_000) -> np.ndarray:
+    """All C-alpha pair distances ``|r_i - r_j|`` with ``j - i >= min_separation`` (TICA features).
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
+        MD or decoded LSS structures.
+    min_separation : int
+        Smallest sequence separation ``j - i`` (1: all ``n (n - 1) / 2`` pairs).
+    chunk : int
+        Frames per step (memory stays bounded).
+
+    Returns
+    -------
+    np.ndarray (n_frames, n_pairs), float32, nm
+        Pairs ``(i, j)`` in row-major order of ``i < j``.
+    """
+    x = _xyz(xyz, "xyz")
+    n = x.shape[1]
+    if int(min_separation) != min_separation or not 1 <= min_separation < n:
+        raise ValueError(f"min_separation must be an integer in [1, {n}), got {min_separation!r}")
+    i, j = np.triu_indices(n, k=int(min_separation))
+    out = np.empty((len(x), len(i)), dtype=np.float32)
+    for a in range(0, len(x), int(chunk)):
+        b = x[a:a + int(chunk)]
+        out[a:a + len(b)] = np.linalg.norm(b[:, i] - b[:, j], axis=-1)
+    return out
 
 
 def select_region(latent, center: float, width: float, dim: int = 0) -> np.ndarray:
@@ -1046,7 +1084,7 @@ class MSMBaseline(Persistable):
         return [self.active_set_[assign == s] for s in range(int(n_sets))]
 
     def sample(self, n_steps: int, start_state: int | None = None, random_state=None,
-               return_states: bool = False):
+               return_states: bool = False, return_index: bool = False):
         """Sample a latent trajectory of ``n_steps`` MSM steps (``lag`` frames each).
 
         Parameters
@@ -1059,12 +1097,17 @@ class MSMBaseline(Persistable):
         random_state : int or numpy.random.Generator, optional
         return_states : bool
             Also return the cluster labels of the sampled steps.
+        return_index : bool
+            Also return which training frame each step is: its index into the training frames laid
+            end to end in the order given to :meth:`fit`. Anything known per training frame (its
+            structure, Q, Rg) follows the sampled trajectory through it.
 
         Returns
         -------
         latent : np.ndarray (n_steps + 1, m), float32
             A training frame drawn uniformly from the frames of each sampled state.
         states : np.ndarray (n_steps + 1,) int, only if ``return_states``
+        index : np.ndarray (n_steps + 1,) int64, only if ``return_index``
         """
         self._check_fitted()
         if int(n_steps) != n_steps or n_steps < 0:
@@ -1080,8 +1123,10 @@ class MSMBaseline(Persistable):
         s = np.asarray(self.msm_.simulate(int(n_steps) + 1, start=start, seed=int(rng.integers(2**31 - 1))))
         lo, hi = self._state_start[s], self._state_start[s + 1]
         pick = lo + np.floor(rng.random(len(s)) * (hi - lo)).astype(int)
-        latent = self._frames[self._frame_index[pick]].copy()
-        return (latent, self.active_set_[s]) if return_states else latent
+        index = self._frame_index[pick].astype(np.int64)
+        latent = self._frames[index].copy()
+        out = (latent,) + ((self.active_set_[s],) if return_states else ()) + ((index,) if return_index else ())
+        return out if len(out) > 1 else latent
 
     # ---------------------------------------------------------------------------- persistence
     def state(self) -> dict:

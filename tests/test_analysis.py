@@ -182,6 +182,28 @@ def test_relaxation_time_fit_options():
         A.relaxation_time(np.exp(-lags[:5] / 12.0))
 
 
+def test_relaxation_times_on_a_coarser_lag_grid():
+    rng = np.random.default_rng(6)
+    x = ar1(200_000, 30.0, rng)
+    t, _ = A.relaxation_times(x, max_lag=120, n_blocks=None, lag_step=10)
+    assert t[0] == pytest.approx(30.0, rel=0.06)
+    # the same as fitting every 10th lag of the full autocorrelation, with 10 frames per point
+    c = A.autocorrelation(x, 120)
+    assert t[0] == pytest.approx(A.relaxation_time(c[::10], dt=10.0), rel=1e-9)
+    # a fast component the coarse grid cannot resolve: MD fitted on the LSS grid sees it as the LSS does
+    fast = ar1(200_000, 1.0, rng)
+    y = np.sqrt(0.8) * x + np.sqrt(0.2) * fast  # C(lag) = 0.8 exp(-lag/30) + 0.2 exp(-lag)
+    t_fine = A.relaxation_times(y, 120, n_blocks=None)[0][0]
+    t_coarse = A.relaxation_times(y, 120, n_blocks=None, lag_step=10)[0][0]
+    t_lss_like = A.relaxation_times(y[::10], 12, frame_time=10.0, n_blocks=None)[0][0]
+    assert t_fine < t_coarse < 30.0  # the fast decay drags both fits down, the fine grid more
+    assert t_coarse == pytest.approx(t_lss_like, rel=0.05)
+    with pytest.raises(ValueError, match="lag_step"):
+        A.relaxation_times(x, 120, lag_step=0)
+    with pytest.raises(ValueError, match="lag_step"):
+        A.relaxation_times(x, 120, lag_step=121)
+
+
 # ------------------------------------------------------------------------------------- structure
 def _random_chain(rng, n_frames=12, n_atoms=20):
     steps = rng.normal(size=(n_frames, n_atoms, 3))
@@ -237,6 +259,22 @@ def test_ensemble_rmsd_pairs_like_mdtraj():
     want = [md.rmsd(md.Trajectory(mirror[k], top), md.Trajectory(a[k], top))[0] for k in range(8)]
     np.testing.assert_allclose(got, want, atol=1e-3)
     assert np.all(got > 0.05)
+
+
+def test_ca_distances_equal_mdtraj():
+    from lss.features import CAFeaturizer
+
+    rng = np.random.default_rng(7)
+    xyz = _random_chain(rng, n_frames=25)
+    d = A.ca_distances(xyz, chunk=7)
+    assert d.shape == (25, 190) and d.dtype == np.float32
+    pairs = np.array(np.triu_indices(20, k=1)).T
+    ref = md.compute_distances(md.Trajectory(xyz, A._ca_topology(20)), pairs, periodic=False)
+    np.testing.assert_allclose(d, ref, rtol=1e-5)
+    d3 = A.ca_distances(list(xyz[None]), min_separation=3)
+    np.testing.assert_allclose(d3, CAFeaturizer().transform(xyz)[:, :153], rtol=1e-5)
+    with pytest.raises(ValueError, match="min_separation"):
+        A.ca_distances(xyz, min_separation=20)
 
 
 def test_select_region():
@@ -323,6 +361,11 @@ def test_msm_baseline_reproduces_a_known_chain(three_state_latent, tmp_path):
     # reproducible, start state honoured, persisted
     again, states = base.sample(50, start_state=int(base.active_set_[0]), random_state=1, return_states=True)
     assert states[0] == base.active_set_[0]
+    # which training frame each step is, so per-frame observables (Q, Rg) follow the samples
+    lat_idx, st_idx, idx = base.sample(300, random_state=2, return_states=True, return_index=True)
+    np.testing.assert_array_equal(lat_idx, lat[idx])
+    np.testing.assert_array_equal(base.sample(300, random_state=2, return_index=True)[1], idx)
+    np.testing.assert_array_equal(np.concatenate(base.dtrajs_)[idx], st_idx)
     loaded = A.MSMBaseline.load(base.save(tmp_path / "msm.pt"))
     np.testing.assert_array_equal(loaded.sample(200, random_state=5), base.sample(200, random_state=5))
     np.testing.assert_allclose(loaded.timescales(2), base.timescales(2))

@@ -1,0 +1,1044 @@
+"""The latent space simulator: encoder, propagator and decoder in one box (paper sections 2 and 3.2).
+
+A :class:`LatentSpaceSimulator` joins the three trained networks of the method::
+
+    structure --featurizer, scaler--> features --SRV encoder--> latent point x_0
+    x_0 --MDN propagator, n lag steps--> x_0, x_1, ..., x_n        (latent trajectory)
+    x_t --cWGAN decoder--> C-alpha structure at time t * lag * frame_time
+
+and generates many trajectories at once: all trajectories advance together (one propagator call per
+lag step) and their latent frames are decoded in large batches. One generated step is one lag of the
+propagator, ``lag`` frames of its training data, i.e. ``lag * frame_time``.
+
+Speed (paper: 100 trajectories x 10,440 steps, about 500 s on a GPU). Propagation is sequential in
+time: 10,440 calls of the small MDN (3 -> 100 -> 100 -> 168) on 100 rows each, about 0.25 ms of CPU
+per call, a third of it in the matrix products and the rest in the two dozen small tensor operations of
+one mixture sample. Decoding is the 53 -> 200 -> 200 -> 200 -> 60 SiLU generator over 10^6 rows,
+about 200 kFLOP per frame, which runs near the float32 peak of one core when fed batches of
+:data:`DECODE_BATCH` rows (larger batches fall out of the cache and are slower). Both stages are
+cheapest on one torch thread each: the propagator's calls are too small to split, and OpenMP
+threads that wait for each other stall badly when other processes share the cores (measured: the
+decoder on 2 threads took 10 times longer than on 1 on the loaded 2-core machine). On a CPU the
+two stages therefore run *concurrently* in two Python threads: a worker propagates segment after
+segment while the calling thread decodes the segments already made; when the propagation is done
+the worker decodes too. On two idle cores the wall time is about ``max(propagation, (propagation +
+decoding) / 2)``, not their sum. ``benchmarks/generation.py`` measures the stages and the whole.
+
+Reproducibility. Randomness is drawn per *segment* of :data:`SEGMENT_STEPS` lag steps of a *group*
+of up to :data:`GROUP_TRAJ` trajectories, from seeds derived from ``random_state`` with
+``numpy.random.SeedSequence(random_state, spawn_key=(group, segment))``. The same request (number
+of trajectories, steps, start, seed, device) therefore gives the same trajectories whatever
+``chunk_frames`` is, and :meth:`~LatentSpaceSimulator.generate` and
+:meth:`~LatentSpaceSimulator.generate_to_disk` agree frame for frame.
+
+Persistence. :meth:`~LatentSpaceSimulator.save` writes one torch file (format tag
+``lss.simulator/1``) with the three networks' states (each with its own format tag), the feature
+scaler and featurizer configuration, the topology, the time step, the configuration, the package
+versions, the training-data fingerprint and a SHA-256 checksum of the content; :meth:`load` refuses
+files of another format or version, and truncated or damaged files, with a message that says so.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import io
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mdtraj as md
+import numpy as np
+import torch
+
+from .persist import Persistable, package_versions, read_torch_file
+from .utils import get_device, torch_threads
+
+_FORMAT = "lss.simulator/1"
+_GENERATION_FORMAT = "lss.simulator.generation/1"
+
+#: Lag steps per seeded segment of propagation and decoding.
+SEGMENT_STEPS = 100
+#: Trajectories per seeded group (propagated together, one network call per step for the group).
+GROUP_TRAJ = 1024
+#: Frames per decoder call: large enough for efficient matrix products, small enough to stay in cache.
+DECODE_BATCH = 2048
+#: Default bound on the frames decoded and held at once by :meth:`LatentSpaceSimulator.generate_to_disk`.
+DEFAULT_CHUNK_FRAMES = 262_144
+
+#: Trajectory formats of :meth:`LatentSpaceSimulator.generate_to_disk`.
+FORMATS = ("dcd", "xtc", "h5")
+
+_TIME_FACTORS_PS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6, "ms": 1e9}
+_FEATURIZERS = ("CAFeaturizer", "AllAtomFeaturizer")
+
+
+# --------------------------------------------------------------------------------------- helpers
+def _time_factor(unit: str) -> float:
+    if unit not in _TIME_FACTORS_PS:
+        raise ValueError(f"time_unit must be one of {sorted(_TIME_FACTORS_PS)}, got {unit!r}")
+    return _TIME_FACTORS_PS[unit]
+
+
+def _positive_int(v, name: str, allow_zero: bool = False) -> int:
+    ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    if not ok or v < (0 if allow_zero else 1):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a {kind} integer, got {v!r}")
+    return int(v)
+
+
+def _segment_seeds(seed: int, group: int, segment: int) -> tuple[int, int]:
+    """(propagation seed, decoding seed) of one segment of one group."""
+    s = np.random.SeedSequence(seed, spawn_key=(group, segment)).generate_state(2, dtype=np.uint32)
+    return int(s[0]), int(s[1])
+
+
+def topology_to_dict(top: md.Topology) -> dict:
+    """An exact, JSON-able description of an mdtraj topology (chains, residues, atoms, bonds)."""
+    chains = []
+    for c in top.chains:
+        residues = []
+        for r in c.residues:
+            residues.append({"name": r.name, "resSeq": int(r.resSeq), "segment_id": r.segment_id,
+                             "atoms": [[a.name, a.element.symbol if a.element is not None else ""]
+                                       for a in r.atoms]})
+        chains.append({"chain_id": getattr(c, "chain_id", None), "residues": residues})
+    return {"chains": chains, "bonds": [[int(a.index), int(b.index)] for a, b in top.bonds]}
+
+
+def topology_from_dict(d: dict) -> md.Topology:
+    """Inverse of :func:`topology_to_dict`."""
+    top = md.Topology()
+    for c in d["chains"]:
+        chain = top.add_chain(chain_id=c.get("chain_id"))
+        for r in c["residues"]:
+            res = top.add_residue(r["name"], chain, resSeq=r["resSeq"], segment_id=r.get("segment_id", ""))
+            for name, sym in r["atoms"]:
+                el = md.element.get_by_symbol(sym) if sym else md.element.virtual
+                top.add_atom(name, el, res)
+    atoms = list(top.atoms)
+    for i, j in d["bonds"]:
+        top.add_bond(atoms[i], atoms[j])
+    return top
+
+
+def _pdb_text(top: md.Topology, xyz: np.ndarray | None = None) -> str:
+    """PDB text of one structure (``xyz`` (n_atoms, 3) nm, zeros when None)."""
+    import tempfile
+
+    x = np.zeros((1, top.n_atoms, 3), np.float32) if xyz is None else np.asarray(xyz, np.float32)[None]
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "t.pdb")
+        md.Trajectory(x, top).save_pdb(p)
+        return Path(p).read_text()
+
+
+def _content_hash(obj) -> str:
+    """SHA-256 of a nested state (dicts, lists, arrays, tensors, scalars), independent of pickling."""
+    h = hashlib.sha256()
+
+    def walk(o):
+        if isinstance(o, dict):
+            h.update(b"{")
+            for k in sorted(o, key=str):
+                h.update(repr(str(k)).encode())
+                walk(o[k])
+            h.update(b"}")
+        elif isinstance(o, (list, tuple)):
+            h.update(b"[")
+            for x in o:
+                walk(x)
+            h.update(b"]")
+        elif isinstance(o, torch.Tensor):
+            a = o.detach().cpu().contiguous()
+            h.update(f"T{tuple(a.shape)}{a.dtype}".encode())
+            h.update(a.view(-1).view(torch.uint8).numpy().tobytes() if a.numel() else b"")
+        elif isinstance(o, np.ndarray):
+            a = np.ascontiguousarray(o)
+            h.update(f"A{a.shape}{a.dtype.str}".encode())
+            if a.dtype == object:
+                walk(a.tolist())
+            else:
+                h.update(a.tobytes())
+        elif isinstance(o, np.generic):
+            walk(o.item())
+        else:
+            h.update(f"{type(o).__name__}:{o!r};".encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def _sub_state(obj, what: str) -> dict | None:
+    if obj is None:
+        return None
+    if not hasattr(obj, "state") or not getattr(type(obj), "_format", ""):
+        raise ValueError(f"{what} of type {type(obj).__name__} cannot be saved: it must be an lss estimator "
+                         f"with state() and a _format tag")
+    cls = type(obj)
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "format": cls._format, "state": obj.state()}
+
+
+def _from_sub_state(d: dict | None, what: str, path):
+    if d is None:
+        return None
+    modname, _, clsname = d["class"].rpartition(".")
+    if not modname.startswith("lss."):
+        raise ValueError(f"{path}: the {what} is of class {d['class']!r}, not an lss class; refusing to load it")
+    try:
+        cls = getattr(importlib.import_module(modname), clsname)
+    except (ImportError, AttributeError):
+        raise ValueError(f"{path}: the {what} was saved from {d['class']!r}, which this lss version does not "
+                         f"have; the file needs another lss version") from None
+    if getattr(cls, "_format", None) != d["format"]:
+        raise ValueError(f"{path}: the {what} was saved in format {d['format']!r}, but this lss reads "
+                         f"{cls._format!r}; the file was written by an incompatible lss version")
+    return cls.from_state(d["state"])
+
+
+def _featurizer_state(f) -> dict | None:
+    if f is None:
+        return None
+    name = type(f).__name__
+    if name not in _FEATURIZERS or type(f).__module__ != "lss.features":
+        raise ValueError(f"featurizer of type {name} cannot be saved; use one of lss.features.{_FEATURIZERS}")
+    return {"class": name, "min_separation": int(f.min_separation), "topology": topology_to_dict(f.topology)}
+
+
+def _featurizer_from_state(d: dict | None):
+    if d is None:
+        return None
+    from . import features
+
+    return getattr(features, d["class"])(topology_from_dict(d["topology"]), min_separation=d["min_separation"])
+
+
+# -------------------------------------------------------------------------------------- results
+@dataclass
+class GeneratedEnsemble:
+    """Trajectories made by :meth:`LatentSpaceSimulator.generate`.
+
+    Attributes
+    ----------
+    latent : np.ndarray, shape (n_traj, n_steps + 1, m), float32
+        Latent trajectories, in the units of the encoder's output; ``latent[:, 0]`` is the start.
+    xyz : np.ndarray, shape (n_traj, n_steps + 1, n_atoms, 3), float32, nm, or None
+        Decoded structures (None with ``decode=False``); frame ``t`` decodes ``latent[:, t]``.
+    topology : mdtraj.Topology
+        Topology of the decoded structures (C-alpha).
+    timestep : float
+        Time between frames (one lag of the propagator), in ``time_unit``.
+    time_unit : str
+    seed : int
+        The seed used (drawn at random and recorded here when none was given).
+    clipped_fraction : float
+        Fraction of propagated latent coordinates clipped to the propagator's training range.
+    timings : dict
+        Seconds: ``total_s`` (wall), ``propagate_s`` and ``decode_s`` (wall time each stage was busy;
+        with the pipeline they overlap), ``propagate_cpu_s`` and ``decode_cpu_s`` (CPU time of the
+        thread that ran the stage: what the stage costs on an otherwise idle core).
+    """
+
+    latent: np.ndarray
+    xyz: np.ndarray | None
+    topology: md.Topology
+    timestep: float
+    time_unit: str
+    seed: int
+    clipped_fraction: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n_traj(self) -> int:
+        return self.latent.shape[0]
+
+    @property
+    def n_frames(self) -> int:
+        """Frames per trajectory (``n_steps + 1``)."""
+        return self.latent.shape[1]
+
+    @property
+    def timestep_ps(self) -> float:
+        return self.timestep * _time_factor(self.time_unit)
+
+    @property
+    def time(self) -> np.ndarray:
+        """Time of each frame, ps, shape (n_frames,)."""
+        return np.arange(self.n_frames) * self.timestep_ps
+
+    def trajectory(self, i: int) -> md.Trajectory:
+        """Trajectory ``i`` as an ``mdtraj.Trajectory`` (a view of ``xyz[i]``, time in ps)."""
+        if self.xyz is None:
+            raise ValueError("this ensemble was generated with decode=False: there are no structures")
+        return md.Trajectory(self.xyz[i], self.topology, time=self.time)
+
+    @property
+    def trajectories(self) -> list[md.Trajectory]:
+        """All trajectories as ``mdtraj.Trajectory`` objects."""
+        return [self.trajectory(i) for i in range(self.n_traj)]
+
+    def __len__(self) -> int:
+        return self.n_traj
+
+    def __getitem__(self, i: int) -> md.Trajectory:
+        return self.trajectory(i)
+
+    def __repr__(self) -> str:
+        return (f"GeneratedEnsemble(n_traj={self.n_traj}, n_frames={self.n_frames}, "
+                f"timestep={self.timestep:g} {self.time_unit}, decoded={self.xyz is not None}, seed={self.seed})")
+
+
+class PeakMemory:
+    """Context manager: the peak resident memory (RSS, MB) of this process while it is active.
+
+    Samples ``psutil.Process().memory_info().rss`` every ``interval`` seconds in a thread (the whole
+    process: interpreter, torch and data included). ``peak_mb`` holds the result.
+    """
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak_mb = interval, float("nan")
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss_mb() -> float:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
+    def _watch(self):
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
+
+    def __enter__(self) -> "PeakMemory":
+        self.peak_mb = self.rss_mb()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.rss_mb())
+        return False
+
+
+# ------------------------------------------------------------------------------------- writers
+class _DCDAppender:
+    """A DCD file written frame block by frame block with one ``write`` call per block.
+
+    mdtraj's DCD writer issues about 14 unbuffered system calls per frame (three Fortran records and
+    a header update): measured here about 12 us of CPU per frame, 12 s for the paper-sized ensemble,
+    more than generating it. Here mdtraj writes the
+    header and the first frame (so the header is exactly mdtraj's), further frames are appended as
+    one contiguous buffer of records ``[4N][x_1..x_N][4N][4N][y...][4N][4N][z...][4N]`` (angstroms,
+    native byte order, no unit cell), and the frame count fields (NSET at byte 8, NSTEP at byte 20)
+    are updated on close; the file is byte-identical to mdtraj's.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.f, self.n = Path(path), None, 0
+
+    def write(self, xyz_nm: np.ndarray):
+        x = np.asarray(xyz_nm, dtype=np.float32) * np.float32(10.0)  # nm -> angstrom
+        if self.f is None:
+            with md.formats.DCDTrajectoryFile(str(self.path), "w") as f:
+                f.write(x[:1])
+            self.f = open(self.path, "r+b")
+            self.f.seek(12)
+            self.istart, self.nsavc = np.frombuffer(self.f.read(8), dtype=np.int32)
+            self.f.seek(0, os.SEEK_END)
+            self.n, x = 1, x[1:]
+        k, n_atoms = x.shape[:2]
+        if k == 0:
+            return
+        rec = np.empty((k, 3, n_atoms + 2), dtype=np.float32)
+        marks = rec.view(np.int32)
+        marks[:, :, 0] = marks[:, :, -1] = 4 * n_atoms
+        rec[:, :, 1:-1] = x.transpose(0, 2, 1)
+        self.f.write(memoryview(rec).cast("B"))
+        self.n += k
+
+    def close(self):
+        if self.f is None:
+            return
+        self.f.seek(8)
+        self.f.write(np.array([self.n], dtype=np.int32).tobytes())
+        self.f.seek(20)
+        self.f.write(np.array([int(self.istart) + self.n * int(self.nsavc)], dtype=np.int32).tobytes())
+        self.f.close()
+        self.f = None
+
+
+class _TrajWriter:
+    """Appends frames to one trajectory file per trajectory (DCD, XTC or HDF5)."""
+
+    def __init__(self, paths: list[Path], fmt: str, topology: md.Topology):
+        self.fmt = fmt
+        self.files = []
+        for p in paths:
+            if fmt == "dcd":
+                f = _DCDAppender(p)
+            elif fmt == "xtc":
+                f = md.formats.XTCTrajectoryFile(str(p), "w")
+            else:
+                f = md.formats.HDF5TrajectoryFile(str(p), "w")
+                f.topology = topology
+            self.files.append(f)
+
+    def write(self, i: int, xyz: np.ndarray, time_ps: np.ndarray, steps: np.ndarray):
+        """Append frames ``xyz`` (k, n_atoms, 3), nm, at times ``time_ps`` (k,) to file ``i``."""
+        f = self.files[i]
+        if self.fmt == "dcd":
+            f.write(xyz)
+        elif self.fmt == "xtc":
+            f.write(xyz, time=time_ps.astype(np.float32), step=steps.astype(np.int32))
+        else:
+            f.write(coordinates=xyz, time=time_ps)
+
+    def close(self):
+        for f in self.files:
+            f.close()
+
+
+# ----------------------------------------------------------------------------------- simulator
+class LatentSpaceSimulator(Persistable):
+    """Encoder + propagator + decoder: synthetic molecular trajectories from a latent space simulator.
+
+    Parameters
+    ----------
+    encoder : lss.srv.SRV or None
+        Maps scaled features ``(n_frames, n_features)`` to latent points ``(n_frames, m)``
+        (``transform``). None gives a simulator that starts from latent points only.
+    propagator : lss.mdn.MDNPropagator
+        Fitted latent propagator; its ``lag`` is in frames of its training data.
+    decoder : lss.cwgan.CWGAN
+        Fitted decoder: ``generate(latent, random_state, batch_size, device, out)`` ->
+        ``(n, n_atoms, 3)`` nm.
+    topology : mdtraj.Topology
+        Topology of the decoded structures (C-alpha, ``decoder.n_atoms_`` atoms).
+    frame_time : float
+        Time between the frames the propagator was trained on, in ``time_unit``; one generated
+        step is ``propagator.lag * frame_time``.
+    time_unit : str
+        ``'fs'``, ``'ps'``, ``'ns'``, ``'us'`` (``'ns'`` of *model time* for the Go-model data).
+    featurizer : lss.features.CAFeaturizer or AllAtomFeaturizer, optional
+        Computes the encoder's (unscaled) features from structures; needed to start from a structure.
+    scaler : lss.features.FeatureScaler, optional
+        Standardises the features as in training (applied after the featurizer when given).
+    config : dict, optional
+        JSON-able description of how the networks were made (profile, hyperparameters, ...).
+    data_fingerprint : str, optional
+        Fingerprint of the training data (e.g. :func:`lss.utils.hash_arrays` of the features).
+    start_latent : np.ndarray, shape (m,) or (k, m), optional
+        Default start of :meth:`generate` when it is given no start; without it, the decoder's
+        reference structure (``decoder.reference_``) is encoded.
+
+    Attributes
+    ----------
+    lag : int
+        The propagator's lag, frames of its training data.
+    timestep : float
+        Time of one generated step, ``lag * frame_time``, in ``time_unit``.
+    n_atoms, latent_dim : int
+    """
+
+    _format = _FORMAT
+
+    def __init__(self, encoder, propagator, decoder, topology: md.Topology, frame_time: float,
+                 time_unit: str = "ps", featurizer=None, scaler=None, config: dict | None = None,
+                 data_fingerprint: str | None = None, start_latent=None):
+        if propagator is None or not hasattr(propagator, "sample"):
+            raise ValueError("propagator must be a fitted lss.mdn.MDNPropagator (it has no sample method)")
+        if decoder is None or not hasattr(decoder, "generate"):
+            raise ValueError("decoder must be a fitted lss.cwgan.CWGAN (it has no generate method)")
+        if not isinstance(topology, md.Topology):
+            raise ValueError(f"topology must be an mdtraj.Topology, got {type(topology).__name__}")
+        if not (isinstance(frame_time, (int, float, np.number)) and np.isfinite(frame_time) and frame_time > 0):
+            raise ValueError(f"frame_time must be a positive number, got {frame_time!r}")
+        _time_factor(time_unit)
+        n_atoms = getattr(decoder, "n_atoms_", topology.n_atoms)
+        if n_atoms != topology.n_atoms:
+            raise ValueError(f"topology has {topology.n_atoms} atoms but the decoder makes {n_atoms}")
+        m_prop, m_dec = getattr(propagator, "dim_", None), getattr(decoder, "dim_", None)
+        if m_prop is not None and m_dec is not None and m_prop != m_dec:
+            raise ValueError(f"propagator latent dimension {m_prop} differs from the decoder's {m_dec}")
+        self.encoder = encoder
+        self.propagator = propagator
+        self.decoder = decoder
+        self.topology = topology
+        self.frame_time = float(frame_time)
+        self.time_unit = time_unit
+        self.featurizer = featurizer
+        self.scaler = scaler
+        self.config = dict(config or {})
+        self.data_fingerprint = data_fingerprint
+        self.start_latent = None if start_latent is None else self._as_latent(start_latent, "start_latent")
+        self.device = "cpu"
+
+    # ------------------------------------------------------------------------------ properties
+    @property
+    def lag(self) -> int:
+        return int(self.propagator.lag)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.propagator.dim_)
+
+    @property
+    def n_atoms(self) -> int:
+        return self.topology.n_atoms
+
+    @property
+    def timestep(self) -> float:
+        """Time of one generated step (one lag), in ``time_unit``."""
+        return self.lag * self.frame_time
+
+    @property
+    def timestep_ps(self) -> float:
+        return self.timestep * _time_factor(self.time_unit)
+
+    def __repr__(self) -> str:
+        return (f"LatentSpaceSimulator(m={self.latent_dim}, n_atoms={self.n_atoms}, lag={self.lag} frames, "
+                f"timestep={self.timestep:g} {self.time_unit}, encoder={type(self.encoder).__name__}, "
+                f"propagator={type(self.propagator).__name__}, decoder={type(self.decoder).__name__})")
+
+    # -------------------------------------------------------------------------- encode, decode
+    def _as_latent(self, x, name: str) -> np.ndarray:
+        m = self.latent_dim
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != m:
+            raise ValueError(f"{name} must have shape ({m},) or (k, {m}) (latent points), got {np.shape(x)}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name} contains NaN or inf values")
+        return x
+
+    def encode(self, structures) -> np.ndarray:
+        """Latent points of structures: featurizer -> scaler -> encoder.
+
+        Parameters
+        ----------
+        structures : mdtraj.Trajectory, or np.ndarray of shape (n_atoms, 3) or (k, n_atoms, 3), nm
+            In the featurizer's topology (an all-atom trajectory is reduced to its C-alpha atoms when the
+            featurizer's topology is C-alpha only).
+
+        Returns
+        -------
+        latent : np.ndarray, shape (k, m), float32
+        """
+        if self.encoder is None or self.featurizer is None:
+            raise ValueError("start: this simulator has no encoder and featurizer, so it cannot start from a "
+                             "structure; give start_latent instead")
+        n_feat_atoms = self.featurizer.topology.n_atoms
+        if isinstance(structures, md.Trajectory):
+            ca = structures.topology.select("name CA")
+            if structures.n_atoms != n_feat_atoms and len(ca) == n_feat_atoms \
+                    and all(a.name == "CA" for a in self.featurizer.topology.atoms):
+                structures = structures.atom_slice(ca)  # an all-atom structure for a C-alpha model
+        else:
+            structures = np.asarray(structures, dtype=np.float32)
+            if structures.ndim == 2:
+                structures = structures[None]
+        feats = self.featurizer.transform(structures)
+        if self.scaler is not None:
+            feats = self.scaler.transform(feats)
+        z = np.asarray(self.encoder.transform(np.asarray(feats, dtype=np.float32)), dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"the encoder returns {z.shape[-1]} latent coordinates but the propagator has "
+                             f"{self.latent_dim}")
+        return z
+
+    def decode(self, latent, random_state: int | None = None, device: str | None = None) -> np.ndarray:
+        """Structures of latent points (one independent noise draw per frame).
+
+        Parameters
+        ----------
+        latent : np.ndarray, shape (n_frames, m)
+        random_state : int, optional
+
+        Returns
+        -------
+        xyz : np.ndarray, shape (n_frames, n_atoms, 3), float32, nm
+        """
+        lat = self._as_latent(latent, "latent").astype(np.float32)
+        with torch_threads(1 if get_device(device or self.device).type == "cpu" else None):
+            return self.decoder.generate(lat, random_state=random_state, batch_size=DECODE_BATCH,
+                                         device=device or self.device)
+
+    def _start_points(self, n_traj: int, start, start_latent) -> np.ndarray:
+        if start is not None and start_latent is not None:
+            raise ValueError("give either start (structures) or start_latent (latent points), not both")
+        if start_latent is not None:
+            x0 = self._as_latent(start_latent, "start_latent")
+        elif start is not None:
+            x0 = self.encode(start).astype(np.float64)
+        elif self.start_latent is not None:
+            x0 = self.start_latent
+        elif getattr(self.decoder, "reference_", None) is not None and self.encoder is not None \
+                and self.featurizer is not None and self.featurizer.topology.n_atoms == self.n_atoms:
+            x0 = self.encode(self.decoder.reference_).astype(np.float64)
+        else:
+            raise ValueError("start: no start given and this simulator has no default (start_latent) nor an "
+                             "encoder to encode the decoder's reference structure; give start or start_latent")
+        return x0[np.arange(n_traj) % len(x0)]
+
+    # ---------------------------------------------------------------------------- generation
+    def _check_request(self, n_traj, n_steps, chunk_frames, random_state):
+        n_traj = _positive_int(n_traj, "n_traj")
+        n_steps = _positive_int(n_steps, "n_steps", allow_zero=True)
+        chunk_frames = _positive_int(chunk_frames, "chunk_frames")
+        if random_state is None:
+            random_state = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+        elif not isinstance(random_state, (int, np.integer)) or isinstance(random_state, bool) or random_state < 0:
+            raise ValueError(f"random_state must be a non-negative integer or None, got {random_state!r}")
+        return n_traj, n_steps, chunk_frames, int(random_state)
+
+    def _run(self, x0, n_steps, seed, device, decode, chunk_frames, pipeline, progress, sink):
+        """Propagate and decode group by group, segment by segment; hand chunks to ``sink`` in order.
+
+        ``sink(traj_slice, blocks)`` gets consecutive blocks ``(frame_start, latent (n_g, k, m),
+        xyz (n_g, k, n_atoms, 3) or None)`` of one group, at most ``chunk_frames`` frames in all
+        (at least one segment). With ``pipeline`` (and ``decode``) a worker thread propagates while
+        the calling thread decodes; once the propagation is done the worker decodes too (with its
+        own copy of the decoder), so both cores stay busy to the end.
+
+        Returns a dict: ``clipped`` fraction, wall and CPU (thread) seconds of each stage (``prop_s``,
+        ``prop_cpu_s``, ``dec_s``, ``dec_cpu_s``; decoding summed over threads) and ``chunks``
+        (frames per sink call).
+        """
+        from tqdm.auto import tqdm
+
+        dev = get_device(device or self.device)
+        n_traj, m, a = len(x0), self.latent_dim, self.n_atoms
+        n_seg = max(1, -(-n_steps // SEGMENT_STEPS))
+        groups = [(g0, min(g0 + GROUP_TRAJ, n_traj)) for g0 in range(0, n_traj, GROUP_TRAJ)]
+        total_tasks = len(groups) * n_seg
+        on_cpu = dev.type == "cpu"
+        pipeline = bool(pipeline and decode)
+        seg_frames = min(GROUP_TRAJ, n_traj) * max(1, min(SEGMENT_STEPS, n_steps))
+        seg_per_chunk = max(1, chunk_frames // seg_frames)
+        stats = {"clip": 0.0, "n_clip": 0, "prop_s": 0.0, "prop_cpu_s": 0.0, "chunks": []}
+        dec_stats: dict = {}          # per thread: [wall, cpu]
+
+        def propagate_all(emit):
+            """Propagate every group, segment by segment; ``emit(task)`` each; stop when it returns False."""
+            seq = 0
+            for gi, (g0, g1) in enumerate(groups):
+                x = x0[g0:g1]
+                for s in range(n_seg):
+                    t0 = s * SEGMENT_STEPS
+                    k = min(SEGMENT_STEPS, n_steps - t0)
+                    ps, _ = _segment_seeds(seed, gi, s)
+                    tic, cpu = time.perf_counter(), time.thread_time()
+                    if k > 0:
+                        lat = self.propagator.sample(x, k, random_state=ps, device=str(dev),
+                                                     threads=1 if on_cpu else None)
+                        stats["clip"] += getattr(self.propagator, "clipped_fraction_", 0.0) * (g1 - g0) * k
+                        stats["n_clip"] += (g1 - g0) * k
+                        x = lat[:, -1]
+                    else:
+                        lat = x[:, None, :].astype(np.float32)
+                    stats["prop_s"] += time.perf_counter() - tic
+                    stats["prop_cpu_s"] += time.thread_time() - cpu
+                    block = np.ascontiguousarray(lat if s == 0 else lat[:, 1:])
+                    if not emit((seq, gi, g0, g1, s, 0 if s == 0 else t0 + 1, block)):
+                        return
+                    seq += 1
+
+        def decode_task(task, decoder):
+            """Decoded structures (n_g, k, n_atoms, 3) of one propagated segment."""
+            _, gi, _, _, s, _, lat = task
+            tic, cpu = time.perf_counter(), time.thread_time()
+            _, ds = _segment_seeds(seed, gi, s)
+            n_g, k = lat.shape[:2]
+            xyz = decoder.generate(lat.reshape(-1, m), random_state=ds, batch_size=DECODE_BATCH,
+                                   device=str(dev)).reshape(n_g, k, a, 3)
+            st = dec_stats.setdefault(threading.get_ident(), [0.0, 0.0])
+            st[0] += time.perf_counter() - tic
+            st[1] += time.thread_time() - cpu
+            return xyz
+
+        bar = tqdm(total=n_traj * (n_steps + 1), desc="generate", unit="frame", unit_scale=True,
+                   disable=not progress, mininterval=0.5)
+        pending: list = []            # in-order (task, xyz) of the chunk being assembled
+
+        def flush():
+            if pending:
+                g0, g1 = pending[0][0][2], pending[0][0][3]
+                blocks = [(t[5], t[6], xyz) for t, xyz in pending]
+                sink(slice(g0, g1), blocks)
+                n = sum(b[1].shape[0] * b[1].shape[1] for b in blocks)
+                stats["chunks"].append(int(n))
+                bar.update(n)
+                pending.clear()
+
+        def handle(task, xyz):
+            if pending and (pending[0][0][1] != task[1] or len(pending) >= seg_per_chunk):
+                flush()
+            pending.append((task, xyz))
+
+        # pipeline on a CPU: one torch thread per Python thread (two threads, two cores); sequential:
+        # the propagator runs on one thread (MDNPropagator.sample's default) and decoding on torch's setting
+        threads_ctx = torch_threads(1) if (on_cpu and pipeline) else torch_threads(None)
+        worker = None
+        stop = threading.Event()
+        try:
+            with threads_ctx, torch.inference_mode():
+                if not pipeline:
+                    def emit(task):
+                        handle(task, decode_task(task, self.decoder) if decode else None)
+                        return True
+                    propagate_all(emit)
+                else:
+                    q: queue.Queue = queue.Queue(maxsize=4)
+                    results: dict = {}
+                    lock = threading.Lock()
+                    errors: list = []
+                    helper = copy.deepcopy(self.decoder)    # the worker's own copy: no module shared by threads
+
+                    def put(task) -> bool:
+                        while not stop.is_set():
+                            try:
+                                q.put(task, timeout=0.1)
+                                return True
+                            except queue.Full:
+                                continue
+                        return False
+
+                    def work():
+                        try:
+                            with torch.inference_mode():
+                                propagate_all(put)
+                                while not stop.is_set():     # then help decoding
+                                    try:
+                                        task = q.get_nowait()
+                                    except queue.Empty:
+                                        return
+                                    xyz = decode_task(task, helper)
+                                    with lock:
+                                        results[task[0]] = (task, xyz)
+                        except BaseException as e:  # re-raised in the calling thread
+                            errors.append(e)
+
+                    worker = threading.Thread(target=work, name="lss-propagate", daemon=True)
+                    worker.start()
+                    next_seq = 0
+                    while next_seq < total_tasks:
+                        if errors:
+                            raise errors[0]
+                        with lock:
+                            ready = results.pop(next_seq, None)
+                        if ready is not None:
+                            handle(*ready)
+                            next_seq += 1
+                            continue
+                        try:
+                            task = q.get(timeout=0.01)
+                        except queue.Empty:
+                            if not worker.is_alive() and q.empty():
+                                with lock:
+                                    missing = next_seq not in results
+                                if missing:
+                                    if errors:
+                                        raise errors[0]
+                                    raise RuntimeError("the propagation worker ended before all segments were made")
+                            continue
+                        xyz = decode_task(task, self.decoder)
+                        with lock:
+                            results[task[0]] = (task, xyz)
+                flush()
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join(timeout=60)
+            bar.close()
+        stats["clipped"] = stats["clip"] / stats["n_clip"] if stats["n_clip"] else 0.0
+        stats["dec_s"] = sum(v[0] for v in dec_stats.values())
+        stats["dec_cpu_s"] = sum(v[1] for v in dec_stats.values())
+        return stats
+
+    def generate(self, n_traj: int, n_steps: int, start=None, start_latent=None,
+                 random_state: int | None = None, device: str | None = None, decode: bool = True,
+                 chunk_frames: int = DEFAULT_CHUNK_FRAMES, pipeline: bool = True,
+                 progress: bool = False) -> GeneratedEnsemble:
+        """Generate ``n_traj`` synthetic trajectories of ``n_steps`` lag steps, in memory.
+
+        Parameters
+        ----------
+        n_traj : int
+            Number of independent trajectories (all propagated together).
+        n_steps : int
+            Lag steps per trajectory; each trajectory has ``n_steps + 1`` frames, one per
+            ``timestep = lag * frame_time``.
+        start : mdtraj.Trajectory or np.ndarray (n_atoms, 3) or (k, n_atoms, 3), nm, optional
+            Start structure(s), encoded with the featurizer, scaler and encoder. Trajectory ``i``
+            starts from structure ``i % k``.
+        start_latent : np.ndarray, shape (m,) or (k, m), optional
+            Start latent point(s) instead (trajectory ``i`` from point ``i % k``). Without either, the
+            simulator's ``start_latent``, else its decoder's encoded reference structure.
+        random_state : int, optional
+            Seed. The same seed and request give the same trajectories (on the same device and
+            library versions), whatever ``chunk_frames`` and ``pipeline``. None draws a seed; it is
+            recorded in the result.
+        device : str, optional
+            ``'cpu'``, ``'cuda'``; default the simulator's device.
+        decode : bool
+            Decode the latent trajectories into structures (False: latent only).
+        chunk_frames : int
+            Frames decoded per chunk (rounded to whole segments of ``SEGMENT_STEPS`` steps).
+        pipeline : bool
+            Propagate in a worker thread while decoding in the calling thread (one torch thread
+            each on a CPU). False runs the stages one after the other (for measurements).
+        progress : bool
+            tqdm progress bar over frames.
+
+        Returns
+        -------
+        GeneratedEnsemble
+            ``latent`` (n_traj, n_steps + 1, m) float32, ``xyz`` (n_traj, n_steps + 1, n_atoms, 3)
+            float32 nm, mdtraj trajectories via ``trajectories`` / ``[i]`` with time in ps.
+
+        Notes
+        -----
+        Memory: the result itself, 12 bytes per atom and frame (250 MB for 100 x 10,441 frames of 20
+        atoms), plus one chunk; use :meth:`generate_to_disk` for requests larger than memory.
+        """
+        n_traj, n_steps, chunk_frames, seed = self._check_request(n_traj, n_steps, chunk_frames, random_state)
+        x0 = self._start_points(n_traj, start, start_latent)
+        n_frames = n_steps + 1
+        latent = np.empty((n_traj, n_frames, self.latent_dim), dtype=np.float32)
+        xyz = np.empty((n_traj, n_frames, self.n_atoms, 3), dtype=np.float32) if decode else None
+
+        def sink(sl, blocks):
+            for f0, lat, xyz_blk in blocks:
+                k = lat.shape[1]
+                latent[sl, f0:f0 + k] = lat
+                if xyz_blk is not None:
+                    xyz[sl, f0:f0 + k] = xyz_blk
+
+        tic = time.perf_counter()
+        st = self._run(x0, n_steps, seed, device, decode, chunk_frames, pipeline, progress, sink)
+        total = time.perf_counter() - tic
+        return GeneratedEnsemble(latent=latent, xyz=xyz, topology=self.topology, timestep=self.timestep,
+                                 time_unit=self.time_unit, seed=seed, clipped_fraction=st["clipped"],
+                                 timings={"total_s": total, "propagate_s": st["prop_s"], "decode_s": st["dec_s"],
+                                          "propagate_cpu_s": st["prop_cpu_s"], "decode_cpu_s": st["dec_cpu_s"]})
+
+    def generate_to_disk(self, out_dir, n_traj: int, n_steps: int, fmt: str = "dcd", start=None,
+                         start_latent=None, random_state: int | None = None, device: str | None = None,
+                         chunk_frames: int = DEFAULT_CHUNK_FRAMES, prefix: str = "traj",
+                         save_latent: bool = True, overwrite: bool = False, pipeline: bool = True,
+                         progress: bool = False) -> dict:
+        """Generate trajectories straight to files, in bounded memory whatever the size.
+
+        Writes into ``out_dir``: one trajectory file per trajectory (``traj_000.dcd`` ...), a
+        ``topology.pdb`` (first frame of trajectory 0), ``latent.npy`` (n_traj, n_steps + 1, m)
+        float32, and ``generation.json``: time step (DCD files cannot hold it; XTC and HDF5 files also
+        carry the time of each frame, in ps), seed, sizes, file names, timings, versions, model
+        fingerprint.
+
+        Parameters
+        ----------
+        out_dir : path
+        n_traj, n_steps, start, start_latent, random_state, device, pipeline, progress
+            As in :meth:`generate`; the same arguments give the same trajectories as there.
+        fmt : {'dcd', 'xtc', 'h5'}
+            Trajectory format (XTC is compressed to 0.001 nm).
+        chunk_frames : int
+            Frames decoded, held and written at once (rounded to whole segments of at most
+            ``GROUP_TRAJ x SEGMENT_STEPS`` frames): the bound on memory beyond the fixed networks.
+        prefix : str
+            File name prefix.
+        save_latent : bool
+            Also write ``latent.npy``.
+        overwrite : bool
+            Replace an earlier generation in ``out_dir`` (else FileExistsError).
+
+        Returns
+        -------
+        dict
+            The content of ``generation.json`` (paths relative to ``out_dir``).
+        """
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        n_traj, n_steps, chunk_frames, seed = self._check_request(n_traj, n_steps, chunk_frames, random_state)
+        x0 = self._start_points(n_traj, start, start_latent)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        meta_path = out / "generation.json"
+        if meta_path.exists() and not overwrite:
+            raise FileExistsError(f"{out} already holds a generation (generation.json); pass overwrite=True "
+                                  f"(--overwrite) or choose another directory")
+        meta_path.unlink(missing_ok=True)
+        n_frames, m = n_steps + 1, self.latent_dim
+        width = max(3, len(str(n_traj - 1)))
+        names = [f"{prefix}_{i:0{width}d}.{fmt}" for i in range(n_traj)]
+        dt_ps = self.timestep_ps
+        lat_file = lat_offset = None
+        if save_latent:
+            mm = np.lib.format.open_memmap(out / "latent.npy", mode="w+", dtype=np.float32, shape=(n_traj, n_frames, m))
+            lat_offset = mm.offset
+            del mm
+            lat_file = open(out / "latent.npy", "r+b")
+        writer = _TrajWriter([out / n for n in names], fmt, self.topology)
+        pdb_written = [False]
+
+        def sink(sl, blocks):
+            f0 = blocks[0][0]
+            lat = np.concatenate([b[1] for b in blocks], axis=1) if len(blocks) > 1 else blocks[0][1]
+            xyz_blk = np.concatenate([b[2] for b in blocks], axis=1) if len(blocks) > 1 else blocks[0][2]
+            k = lat.shape[1]
+            t_ps = (np.arange(f0, f0 + k) * dt_ps).astype(np.float64)
+            steps = np.arange(f0, f0 + k)
+            for j, i in enumerate(range(sl.start, sl.stop)):
+                writer.write(i, xyz_blk[j], t_ps, steps)
+                if lat_file is not None:
+                    lat_file.seek(lat_offset + (i * n_frames + f0) * m * 4)
+                    lat_file.write(np.ascontiguousarray(lat[j], dtype=np.float32).tobytes())
+            if not pdb_written[0]:
+                md.Trajectory(xyz_blk[0, :1], self.topology).save_pdb(str(out / "topology.pdb"))
+                pdb_written[0] = True
+
+        tic = time.perf_counter()
+        try:
+            st = self._run(x0, n_steps, seed, device, True, chunk_frames, pipeline, progress, sink)
+        finally:
+            writer.close()
+            if lat_file is not None:
+                lat_file.close()
+        total = time.perf_counter() - tic
+        meta = {
+            "format": _GENERATION_FORMAT, "n_traj": n_traj, "n_steps": n_steps, "n_frames": n_frames,
+            "n_atoms": self.n_atoms, "latent_dim": m, "trajectory_format": fmt, "files": names,
+            "topology": "topology.pdb", "latent": "latent.npy" if save_latent else None,
+            "timestep": self.timestep, "time_unit": self.time_unit, "timestep_ps": dt_ps,
+            "lag_frames": self.lag, "frame_time": self.frame_time,
+            "time_note": ("frame t of every trajectory is at t * timestep; DCD files do not store it"
+                          if fmt == "dcd" else "frame times (ps) are also stored in the trajectory files"),
+            "seed": seed, "clipped_fraction": st["clipped"], "chunk_frames": chunk_frames,
+            "n_chunks": len(st["chunks"]), "max_chunk_frames": max(st["chunks"]) if st["chunks"] else 0,
+            "timings_s": {"total": total, "propagate": st["prop_s"], "decode": st["dec_s"],
+                          "propagate_cpu": st["prop_cpu_s"], "decode_cpu": st["dec_cpu_s"]},
+            "frames_per_s": n_traj * n_frames / total if total > 0 else None,
+            "model": {"config": self.config, "data_fingerprint": self.data_fingerprint,
+                      "checksum": self.checksum()},
+            "versions": package_versions(), "mdtraj": md.__version__,
+        }
+        meta_path.write_text(json.dumps(meta, indent=1, default=str) + "\n")
+        return meta
+
+    # --------------------------------------------------------------------------- persistence
+    def state(self) -> dict:
+        """Everything needed to rebuild the simulator (torch-saveable)."""
+        ref = getattr(self.decoder, "reference_", None)
+        ref = ref if ref is not None and np.shape(ref) == (self.n_atoms, 3) else None
+        return {
+            "encoder": _sub_state(self.encoder, "encoder"),
+            "propagator": _sub_state(self.propagator, "propagator"),
+            "decoder": _sub_state(self.decoder, "decoder"),
+            "scaler": _sub_state(self.scaler, "scaler"),
+            "featurizer": _featurizer_state(self.featurizer),
+            "topology": topology_to_dict(self.topology),
+            "topology_pdb": _pdb_text(self.topology, ref),
+            "frame_time": self.frame_time, "time_unit": self.time_unit,
+            "config": self.config, "data_fingerprint": self.data_fingerprint,
+            "start_latent": self.start_latent,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, path="<state>") -> "LatentSpaceSimulator":
+        return cls(encoder=_from_sub_state(state["encoder"], "encoder", path),
+                   propagator=_from_sub_state(state["propagator"], "propagator", path),
+                   decoder=_from_sub_state(state["decoder"], "decoder", path),
+                   topology=topology_from_dict(state["topology"]), frame_time=state["frame_time"],
+                   time_unit=state["time_unit"], featurizer=_featurizer_from_state(state["featurizer"]),
+                   scaler=_from_sub_state(state["scaler"], "scaler", path), config=state["config"],
+                   data_fingerprint=state["data_fingerprint"], start_latent=state["start_latent"])
+
+    def checksum(self) -> str:
+        """SHA-256 of the simulator's content (networks, scalers, topology, configuration)."""
+        return _content_hash(self.state())
+
+    def save(self, path) -> Path:
+        """Write the simulator to one file (parent folders are created).
+
+        The file holds ``format`` (``lss.simulator/1``), ``versions`` (lss, torch, numpy, mdtraj),
+        ``checksum`` (SHA-256 of the content) and ``state``; the three networks keep their own
+        format tags inside it.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = self.state()
+        versions = dict(package_versions(), mdtraj=md.__version__)
+        buf = io.BytesIO()
+        torch.save({"format": self._format, "versions": versions, "checksum": _content_hash(state),
+                    "state": state}, buf)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> "LatentSpaceSimulator":
+        """Read a file written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ValueError
+            Not a simulator file (another format tag), a simulator file of an incompatible version,
+            a truncated or corrupt file (unreadable, or its content does not match its checksum).
+        """
+        obj = read_torch_file(path, "LatentSpaceSimulator")
+        fmt = obj.get("format")
+        if not isinstance(fmt, str) or not fmt.startswith("lss.simulator/"):
+            raise ValueError(f"{path}: not a latent space simulator file (format {fmt!r}, expected {_FORMAT!r}); "
+                             f"it was written by another lss class or program")
+        if fmt != _FORMAT:
+            raise ValueError(f"{path}: simulator format {fmt!r} is not {_FORMAT!r}, the one this lss "
+                             f"({package_versions()['lss']}) reads; it was written by an incompatible lss "
+                             f"version ({obj.get('versions')})")
+        state = obj.get("state")
+        if not isinstance(state, dict) or "checksum" not in obj:
+            raise ValueError(f"{path}: the simulator file is incomplete (no state or checksum); it is corrupt")
+        if _content_hash(state) != obj["checksum"]:
+            raise ValueError(f"{path}: the content does not match its checksum: the file is corrupt "
+                             f"(damaged after it was written)")
+        try:
+            sim = cls.from_state(state, path)
+        except ValueError:
+            raise
+        except Exception as e:
+            raise ValueError(f"{path}: cannot rebuild the simulator from the file ({type(e).__name__}: {e}); "
+                             f"it is corrupt or from an incompatible lss version ({obj.get('versions')})") from None
+        sim.versions_ = obj.get("versions")
+        return sim.to(device)
+
+    def to(self, device: str) -> "LatentSpaceSimulator":
+        """Move all networks to ``device`` (and generate there by default)."""
+        get_device(device)
+        self.device = str(device)
+        for est in (self.encoder, self.propagator, self.decoder):
+            if est is not None and hasattr(est, "to"):
+                est.to(self.device)
+        return self
+
+    def info(self) -> dict:
+        """A JSON-able summary: sizes, time step, configuration, fingerprint, versions."""
+        return {"latent_dim": self.latent_dim, "n_atoms": self.n_atoms, "lag_frames": self.lag,
+                "frame_time": self.frame_time, "time_unit": self.time_unit, "timestep": self.timestep,
+                "timestep_ps": self.timestep_ps,
+                "encoder": type(self.encoder).__name__ if self.encoder is not None else None,
+                "propagator": type(self.propagator).__name__, "decoder": type(self.decoder).__name__,
+                "featurizer": type(self.featurizer).__name__ if self.featurizer is not None else None,
+                "scaler": type(self.scaler).__name__ if self.scaler is not None else None,
+                "default_start_points": None if self.start_latent is None else len(self.start_latent),
+                "data_fingerprint": self.data_fingerprint, "config": self.config,
+                "versions": getattr(self, "versions_", None)}
