@@ -168,8 +168,11 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
         log(f"[{profile}] {step}: done in {_fmt_s(dt)}")
     total = time.perf_counter() - t_run
     if durations:
+        # the duration of every step as it last ran (cached steps keep theirs): the whole job's cost
+        step_seconds = {s: round(json.loads(_state_path(profile, s).read_text()).get("seconds", 0.0), 1)
+                        for s in steps if _state_path(profile, s).exists()}
         results.record_meta(profile, machine=machine_info(), last_run_seconds=round(total, 1),
-                            last_run_steps={k: round(v, 1) for k, v in durations.items()})
+                            step_seconds=step_seconds, all_steps_seconds=round(sum(step_seconds.values()), 1))
         results.write_report(profile)
     log(f"[{profile}] finished in {_fmt_s(total)}; executed notebooks in {out_dir}")
     return durations
