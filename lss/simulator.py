@@ -40,9 +40,6 @@ files of another format or version, and truncated or damaged files, with a messa
 from __future__ import annotations
 
 import copy
-import hashlib
-import importlib
-import io
 import json
 import os
 import queue
@@ -55,10 +52,10 @@ import mdtraj as md
 import numpy as np
 import torch
 
-from .persist import Persistable, package_versions, read_torch_file
+from .persist import Persistable, content_hash, object_from, package_versions, read_state, state_of, write_state
 from .utils import get_device, torch_threads
 
-_FORMAT = "lss.simulator/1"
+_FORMAT = "lss.simulator/2"
 _GENERATION_FORMAT = "lss.simulator.generation/1"
 
 #: Lag steps per seeded segment of propagation and decoding.
@@ -136,69 +133,6 @@ def _pdb_text(top: md.Topology, xyz: np.ndarray | None = None) -> str:
         p = os.path.join(d, "t.pdb")
         md.Trajectory(x, top).save_pdb(p)
         return Path(p).read_text()
-
-
-def _content_hash(obj) -> str:
-    """SHA-256 of a nested state (dicts, lists, arrays, tensors, scalars), independent of pickling."""
-    h = hashlib.sha256()
-
-    def walk(o):
-        if isinstance(o, dict):
-            h.update(b"{")
-            for k in sorted(o, key=str):
-                h.update(repr(str(k)).encode())
-                walk(o[k])
-            h.update(b"}")
-        elif isinstance(o, (list, tuple)):
-            h.update(b"[")
-            for x in o:
-                walk(x)
-            h.update(b"]")
-        elif isinstance(o, torch.Tensor):
-            a = o.detach().cpu().contiguous()
-            h.update(f"T{tuple(a.shape)}{a.dtype}".encode())
-            h.update(a.view(-1).view(torch.uint8).numpy().tobytes() if a.numel() else b"")
-        elif isinstance(o, np.ndarray):
-            a = np.ascontiguousarray(o)
-            h.update(f"A{a.shape}{a.dtype.str}".encode())
-            if a.dtype == object:
-                walk(a.tolist())
-            else:
-                h.update(a.tobytes())
-        elif isinstance(o, np.generic):
-            walk(o.item())
-        else:
-            h.update(f"{type(o).__name__}:{o!r};".encode())
-
-    walk(obj)
-    return h.hexdigest()
-
-
-def _sub_state(obj, what: str) -> dict | None:
-    if obj is None:
-        return None
-    if not hasattr(obj, "state") or not getattr(type(obj), "_format", ""):
-        raise ValueError(f"{what} of type {type(obj).__name__} cannot be saved: it must be an lss estimator "
-                         f"with state() and a _format tag")
-    cls = type(obj)
-    return {"class": f"{cls.__module__}.{cls.__qualname__}", "format": cls._format, "state": obj.state()}
-
-
-def _from_sub_state(d: dict | None, what: str, path):
-    if d is None:
-        return None
-    modname, _, clsname = d["class"].rpartition(".")
-    if not modname.startswith("lss."):
-        raise ValueError(f"{path}: the {what} is of class {d['class']!r}, not an lss class; refusing to load it")
-    try:
-        cls = getattr(importlib.import_module(modname), clsname)
-    except (ImportError, AttributeError):
-        raise ValueError(f"{path}: the {what} was saved from {d['class']!r}, which this lss version does not "
-                         f"have; the file needs another lss version") from None
-    if getattr(cls, "_format", None) != d["format"]:
-        raise ValueError(f"{path}: the {what} was saved in format {d['format']!r}, but this lss reads "
-                         f"{cls._format!r}; the file was written by an incompatible lss version")
-    return cls.from_state(d["state"])
 
 
 def _featurizer_state(f) -> dict | None:
@@ -939,10 +873,10 @@ class LatentSpaceSimulator(Persistable):
         ref = getattr(self.decoder, "reference_", None)
         ref = ref if ref is not None and np.shape(ref) == (self.n_atoms, 3) else None
         return {
-            "encoder": _sub_state(self.encoder, "encoder"),
-            "propagator": _sub_state(self.propagator, "propagator"),
-            "decoder": _sub_state(self.decoder, "decoder"),
-            "scaler": _sub_state(self.scaler, "scaler"),
+            "encoder": state_of(self.encoder, "encoder"),
+            "propagator": state_of(self.propagator, "propagator"),
+            "decoder": state_of(self.decoder, "decoder"),
+            "scaler": state_of(self.scaler, "scaler"),
             "featurizer": _featurizer_state(self.featurizer),
             "topology": topology_to_dict(self.topology),
             "topology_pdb": _pdb_text(self.topology, ref),
@@ -953,72 +887,54 @@ class LatentSpaceSimulator(Persistable):
 
     @classmethod
     def from_state(cls, state: dict, path="<state>") -> "LatentSpaceSimulator":
-        return cls(encoder=_from_sub_state(state["encoder"], "encoder", path),
-                   propagator=_from_sub_state(state["propagator"], "propagator", path),
-                   decoder=_from_sub_state(state["decoder"], "decoder", path),
+        return cls(encoder=object_from(state["encoder"], "encoder", path),
+                   propagator=object_from(state["propagator"], "propagator", path),
+                   decoder=object_from(state["decoder"], "decoder", path),
                    topology=topology_from_dict(state["topology"]), frame_time=state["frame_time"],
                    time_unit=state["time_unit"], featurizer=_featurizer_from_state(state["featurizer"]),
-                   scaler=_from_sub_state(state["scaler"], "scaler", path), config=state["config"],
+                   scaler=object_from(state["scaler"], "scaler", path), config=state["config"],
                    data_fingerprint=state["data_fingerprint"], start_latent=state["start_latent"])
 
     def checksum(self) -> str:
         """SHA-256 of the simulator's content (networks, scalers, topology, configuration)."""
-        return _content_hash(self.state())
+        return content_hash(self.state())
 
     def save(self, path) -> Path:
-        """Write the simulator to one file (parent folders are created).
+        """Write the simulator to one lss archive (parent folders are created; see :mod:`lss.persist`).
 
-        The file holds ``format`` (``lss.simulator/1``), ``versions`` (lss, torch, numpy, mdtraj),
-        ``checksum`` (SHA-256 of the content) and ``state``; the three networks keep their own
-        format tags inside it.
+        The file holds the format tag ``lss.simulator/2``, the package versions (mdtraj included), a
+        SHA-256 checksum of the content and the state; the networks keep their own format tags inside.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = self.state()
-        versions = dict(package_versions(), mdtraj=md.__version__)
-        buf = io.BytesIO()
-        torch.save({"format": self._format, "versions": versions, "checksum": _content_hash(state),
-                    "state": state}, buf)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
-        return path
+        return write_state(path, self._format, self.state(), extra={"mdtraj": md.__version__})
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "LatentSpaceSimulator":
-        """Read a file written by :meth:`save`.
+        """Read a file written by :meth:`save`; nothing in the file is run.
 
         Raises
         ------
         FileNotFoundError
             No such file.
         ValueError
-            Not a simulator file (another format tag), a simulator file of an incompatible version,
-            a truncated or corrupt file (unreadable, or its content does not match its checksum).
+            Not a simulator file (another format tag), a file of an earlier lss version (pickles
+            included), a truncated or corrupt file (unreadable, or content not matching its checksum).
         """
-        obj = read_torch_file(path, "LatentSpaceSimulator")
-        fmt = obj.get("format")
-        if not isinstance(fmt, str) or not fmt.startswith("lss.simulator/"):
+        fmt, state, header = read_state(path, what="latent space simulator")
+        if not fmt.startswith("lss.simulator/"):
             raise ValueError(f"{path}: not a latent space simulator file (format {fmt!r}, expected {_FORMAT!r}); "
                              f"it was written by another lss class or program")
         if fmt != _FORMAT:
             raise ValueError(f"{path}: simulator format {fmt!r} is not {_FORMAT!r}, the one this lss "
-                             f"({package_versions()['lss']}) reads; it was written by an incompatible lss "
-                             f"version ({obj.get('versions')})")
-        state = obj.get("state")
-        if not isinstance(state, dict) or "checksum" not in obj:
-            raise ValueError(f"{path}: the simulator file is incomplete (no state or checksum); it is corrupt")
-        if _content_hash(state) != obj["checksum"]:
-            raise ValueError(f"{path}: the content does not match its checksum: the file is corrupt "
-                             f"(damaged after it was written)")
+                             f"({package_versions()['lss']}) reads; it was written by another lss version "
+                             f"({header.get('versions')}); retrain, or re-save it with the version that wrote it")
         try:
             sim = cls.from_state(state, path)
         except ValueError:
             raise
         except Exception as e:
             raise ValueError(f"{path}: cannot rebuild the simulator from the file ({type(e).__name__}: {e}); "
-                             f"it is corrupt or from an incompatible lss version ({obj.get('versions')})") from None
-        sim.versions_ = obj.get("versions")
+                             f"it is corrupt or from an incompatible lss version ({header.get('versions')})") from None
+        sim.versions_ = dict(header.get("versions") or {}, mdtraj=header.get("mdtraj"))
         return sim.to(device)
 
     def to(self, device: str) -> "LatentSpaceSimulator":

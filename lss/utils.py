@@ -24,6 +24,34 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+class local_torch_seed:
+    """Context manager: torch's random state seeded with ``seed`` inside, restored on exit.
+
+    For code that draws from torch's default CPU generator (``nn.Linear`` weight initialisation,
+    networks built on the CPU and moved afterwards): the draws are those after
+    ``torch.manual_seed(seed)``, and the caller's global random state is unchanged afterwards. CUDA
+    generators are not touched (nothing inside may draw on a GPU without an explicit generator).
+    ``seed=None`` seeds from fresh entropy.
+    """
+
+    def __init__(self, seed: int | None):
+        self.seed = seed
+
+    def __enter__(self):
+        import torch
+
+        self._fork = torch.random.fork_rng(devices=[])
+        self._fork.__enter__()
+        if self.seed is None:
+            torch.default_generator.seed()
+        else:
+            torch.default_generator.manual_seed(int(self.seed))
+        return self
+
+    def __exit__(self, *exc):
+        return self._fork.__exit__(*exc)
+
+
 def get_device(device: str = "auto"):
     """``'auto'`` -> CUDA when present, else CPU; ``'cpu'`` / ``'cuda'`` / ``'cuda:1'`` as given."""
     import torch
