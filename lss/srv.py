@@ -35,8 +35,8 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from .persist import Persistable
-from .utils import as_trajs, block_split, check_lag, get_device, torch_generator
+from .base import Estimator
+from .utils import as_trajs, block_split, check_lag, get_device, local_torch_seed, torch_generator
 
 #: Lagged pairs needed per network output, in the training and in the validation set alike.
 MIN_PAIRS_PER_OUTPUT = 10
@@ -207,14 +207,54 @@ def variance_concentration(psi) -> np.ndarray:
     return out
 
 
+# ------------------------------------------------------------------------ basis and coordinates
+@torch.no_grad()
+def _basis(net, trajs, mean, scale, chunk: int = 65536) -> list[np.ndarray]:
+    """Network outputs ``chi((x - mean) / scale)`` of each trajectory, float64, in eval mode."""
+    dev = next(net.parameters()).device
+    net.eval()
+    out = []
+    for x in trajs:
+        u = torch.from_numpy((x - mean.astype(np.float32)) / scale.astype(np.float32))
+        z = [net(u[i:i + chunk].to(dev)).double().cpu() for i in range(0, len(u), chunk)]
+        out.append(torch.cat(z).numpy())
+    return out
+
+
+def _solve(raw: list[np.ndarray], lag: int, epsilon: float) -> dict:
+    """Final float64 eigenproblem on all data: eigenvalues, eigenvectors, coordinate shift and scale.
+
+    ``psi_i = ((raw - output_mean) @ v_i - coord_mean_i) * coord_scale_i``; the keys are the SRV's
+    fitted attribute names.
+    """
+    c0, c1, mean, _ = reversible_covariances(raw, lag)
+    lam, vec = reversible_eig(c0, c1, epsilon)
+    psi = np.concatenate(raw) @ vec - mean @ vec
+    centre, sd = psi.mean(0), psi.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    skew = (((psi - centre) / sd) ** 3).mean(0)
+    sign = np.where(skew >= 0, 1.0, -1.0)
+    return {"eigenvalues_": lam, "timescales_": timescales_from_eigenvalues(lam, lag), "output_mean_": mean,
+            "eigenvectors_": vec, "coord_mean_": centre, "coord_scale_": sign / sd}
+
+
+def _coords(raw: np.ndarray, solved: dict, modes) -> np.ndarray:
+    """Eigenfunction coordinates (n_frames, len(modes)) float32 of basis outputs ``raw`` (n_frames, n_output)."""
+    m = list(modes)
+    return (((raw - solved["output_mean_"]) @ solved["eigenvectors_"][:, m] - solved["coord_mean_"][m])
+            * solved["coord_scale_"][m]).astype(np.float32)
+
+
 # ------------------------------------------------------------------------------------- the SRV
-class SRV(Persistable):
+class SRV(Estimator):
     """State-free reversible VAMPnet: slow eigenfunctions of the transfer operator from trajectories.
 
     Parameters
     ----------
-    n_components : int
-        Number ``m`` of slow eigenfunction coordinates :meth:`transform` returns (paper: 3).
+    n_components : int or None
+        The latent dimension ``m``: number of slow eigenfunction coordinates :meth:`transform`
+        returns (paper: 3). None: choose it after training at the largest gap of the eigenvalue
+        spectrum (:func:`choose_n_components`); the choice is ``n_components_``.
     lag : int
         Lag time ``tau`` in frames of the training trajectories.
     hidden : tuple of int
@@ -223,7 +263,8 @@ class SRV(Persistable):
         Batch normalisation after each hidden layer (paper: yes).
     n_output : int, optional
         Width of the network's linear output layer (number of basis functions and eigenvalues);
-        default: two more than the highest mode kept.
+        default: two more than the highest mode kept (``n_components + 2``), 8 when ``n_components``
+        and ``modes`` are both None.
     lr : float
         Adam learning rate (paper: 0.01).
     batch_size : int
@@ -241,7 +282,13 @@ class SRV(Persistable):
         score is kept, all scores are in ``restart_scores_``.
     modes : tuple of int, optional
         Explicit eigenfunction indices to keep, 0 = slowest non-trivial (e.g. ``(0, 2, 3)``, the
-        authors' "modes 1, 3, 4"); overrides ``n_components``.
+        authors' "modes 1, 3, 4"); overrides ``n_components``. None: the ``m`` slowest modes,
+        skipping rarely sampled ones (``rare_fraction``).
+    rare_fraction : float
+        When the modes are chosen (``modes=None``), skip eigenfunctions of a rarely sampled state:
+        those whose variance concentration (:func:`variance_concentration`, on the training frames)
+        is below this fraction (paper section 2.1: such modes may be discarded a posteriori);
+        0 keeps the ``m`` slowest.
     epsilon : float
         Regularisation added to the diagonal of ``C0`` (units of the output covariance).
     stride : int
@@ -265,6 +312,16 @@ class SRV(Persistable):
         Implied timescales ``-lag / ln(lambda)`` in frames (``nan`` where ``lambda <= 0``).
     modes_ : tuple of int
         Eigenfunction indices returned by :meth:`transform`.
+    n_components_ : int
+        The latent dimension ``m = len(modes_)``, chosen or as given.
+    n_features_in_ : int
+        Number of input features.
+    n_output_ : int
+        Width of the output layer (number of eigenvalues).
+    variance_concentration_ : np.ndarray, shape (n_output_,)
+        :func:`variance_concentration` of every eigenfunction on the training frames.
+    rare_modes_ : tuple of int
+        Modes skipped as rarely sampled (empty when ``modes`` was given or ``rare_fraction=0``).
     history_ : dict
         ``train_vamp2`` (mean over the epoch's batches, train mode) and ``val_vamp2`` (validation
         blocks, eval mode) per epoch of the kept restart.
@@ -272,7 +329,7 @@ class SRV(Persistable):
         Best validation VAMP-2 of each restart; ``best_restart_`` is the index kept.
     best_epoch_ : int
         Epoch whose weights were kept (of the kept restart).
-    fit_seconds_ : float
+    fit_time_s_ : float
         Wall time of :meth:`fit`, seconds.
 
     Notes
@@ -283,13 +340,15 @@ class SRV(Persistable):
     to positive values); this depends on the data, not on the network's arbitrary basis.
     """
 
-    _format = "lss.srv/1"
+    _format = "lss.srv/2"
+    _fitted_attr = "net_"
 
-    def __init__(self, n_components: int = 3, lag: int = 1, hidden: tuple[int, ...] = (100, 100),
+    def __init__(self, n_components: int | None = 3, lag: int = 1, hidden: tuple[int, ...] = (100, 100),
                  batch_norm: bool = True, n_output: int | None = None, lr: float = 0.01,
                  batch_size: int = 20_000, max_epochs: int = 100, patience: int = 10,
                  val_fraction: float = 0.2, n_val_blocks: int = 10, n_restarts: int = 1,
-                 modes: tuple[int, ...] | None = None, epsilon: float = 1e-6, stride: int = 1,
+                 modes: tuple[int, ...] | None = None, rare_fraction: float = 0.0,
+                 epsilon: float = 1e-6, stride: int = 1,
                  device: str = "cpu", random_state: int | None = None, progress: bool = False):
         self.n_components = n_components
         self.lag = lag
@@ -304,34 +363,44 @@ class SRV(Persistable):
         self.n_val_blocks = n_val_blocks
         self.n_restarts = n_restarts
         self.modes = None if modes is None else tuple(int(m) for m in modes)
+        self.rare_fraction = rare_fraction
         self.epsilon = epsilon
         self.stride = stride
         self.device = device
         self.random_state = random_state
         self.progress = progress
 
-    _PARAMS = ("n_components", "lag", "hidden", "batch_norm", "n_output", "lr", "batch_size",
-               "max_epochs", "patience", "val_fraction", "n_val_blocks", "n_restarts", "modes",
-               "epsilon", "stride", "device", "random_state", "progress")
-
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._PARAMS}
-
     # ----------------------------------------------------------------------------------- checks
-    def _resolve_modes(self) -> tuple[tuple[int, ...], int]:
+    def _resolve_modes(self) -> tuple[tuple[int, ...] | None, int]:
+        """(explicit modes or None, output width); None modes are chosen after training."""
+        m = self.n_components
+        if m is not None and (isinstance(m, bool) or int(m) != m or m < 1):
+            raise ValueError(f"n_components must be a positive integer or None (choose), got {m!r}")
         if self.modes is not None:
             modes = tuple(self.modes)
             if not modes or min(modes) < 0 or len(set(modes)) != len(modes):
                 raise ValueError(f"modes must be distinct non-negative eigenfunction indices, got {self.modes}")
+            highest = max(modes)
         else:
-            if int(self.n_components) != self.n_components or self.n_components < 1:
-                raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
-            modes = tuple(range(int(self.n_components)))
-        n_out = max(modes) + 3 if self.n_output is None else int(self.n_output)
-        if n_out <= max(modes):
-            raise ValueError(f"n_output={self.n_output} is too small for modes {modes}: it must exceed "
-                             f"the highest mode index ({max(modes)})")
+            modes = None
+            highest = int(m) - 1 if m is not None else 5
+        n_out = highest + 3 if self.n_output is None else int(self.n_output)
+        if n_out <= highest or n_out < 2:
+            raise ValueError(f"n_output={self.n_output} is too small: it must exceed the highest mode index "
+                             f"kept ({highest}) and be at least 2")
         return modes, n_out
+
+    def _choose_modes(self, eigenvalues, concentration) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(modes kept, rare modes skipped) when ``modes`` is None."""
+        n_out = len(eigenvalues)
+        m = self.n_components if self.n_components is not None else \
+            choose_n_components(eigenvalues, max_components=n_out - 1)
+        rare = tuple(i for i in range(n_out) if concentration[i] < self.rare_fraction)
+        kept = tuple(i for i in range(n_out) if i not in rare)[:int(m)]
+        if not kept:
+            raise ValueError(f"rare_fraction={self.rare_fraction} rejects every eigenfunction "
+                             f"(variance concentrations {np.round(concentration, 4).tolist()}); lower it")
+        return kept, rare
 
     def _check_params(self):
         if not 0 < self.val_fraction < 1:
@@ -344,10 +413,6 @@ class SRV(Persistable):
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not self.epsilon >= 0:
             raise ValueError(f"epsilon must be non-negative, got {self.epsilon}")
-
-    def _check_fitted(self):
-        if not hasattr(self, "net_"):
-            raise RuntimeError("this SRV is not fitted yet; call fit() or load()")
 
     # -------------------------------------------------------------------------------------- fit
     def fit(self, trajs) -> "SRV":
@@ -369,7 +434,8 @@ class SRV(Persistable):
             ``lag``); constant input (names ``trajs``); too few lagged pairs for the validation
             split or the number of outputs (names ``trajs``); bad hyperparameters (named).
         RuntimeError
-            The training diverged (non-finite score); the estimator is left unfitted.
+            The training diverged (non-finite score); the estimator is left as it was (unfitted if
+            it was). No fitted attribute is assigned before training and the final solve succeed.
         """
         t_start = time.perf_counter()
         trajs = as_trajs(trajs, "trajs")
@@ -399,6 +465,8 @@ class SRV(Persistable):
                              f"training pairs per epoch and {len(vi)} validation pairs (stride {self.stride}); "
                              f"each needs at least {need} ({MIN_PAIRS_PER_OUTPUT} per network output, "
                              f"n_output={n_out})")
+        if not 0 <= self.rare_fraction < 0.5:
+            raise ValueError(f"rare_fraction must be in [0, 0.5), got {self.rare_fraction}")
         dev = get_device(self.device)
         mu32, sd32 = mu.astype(np.float32), sd.astype(np.float32)
         scale = lambda a: torch.from_numpy((a - mu32) / sd32).to(dev)  # noqa: E731
@@ -412,25 +480,37 @@ class SRV(Persistable):
         scores = np.array([res[0] for res in results])
         best = int(np.argmax(scores))
         _, state, history, best_epoch = results[best]
+        with local_torch_seed(0):             # weights overwritten below; global RNG untouched
+            net = _SRVNet(len(mu), self.hidden, n_out, self.batch_norm).to(dev)
+        net.load_state_dict(state)
+        net.eval()
+        raw = _basis(net, trajs, mu, sd)
+        solved = _solve(raw, lag, self.epsilon)
+        conc = variance_concentration([_coords(z, solved, range(n_out)) for z in raw])
+        modes, rare = (modes, ()) if modes is not None else self._choose_modes(solved["eigenvalues_"], conc)
 
-        self.n_features_ = len(mu)
+        # training and solve succeeded: only now the fitted attributes
+        self.n_features_in_ = len(mu)
         self.n_output_ = n_out
         self.modes_ = modes
+        self.n_components_ = len(modes)
+        self.rare_modes_ = rare
+        self.variance_concentration_ = conc
         self.input_mean_, self.input_scale_ = mu, sd
-        self.net_ = _SRVNet(len(mu), self.hidden, n_out, self.batch_norm).to(dev)
-        self.net_.load_state_dict(state)
-        self.net_.eval()
+        for k, v in solved.items():
+            setattr(self, k, v)
         self.restart_scores_ = scores
         self.restart_histories_ = [res[2] for res in results]
         self.best_restart_, self.history_, self.best_epoch_ = best, history, best_epoch
-        self._solve(trajs)
-        self.fit_seconds_ = time.perf_counter() - t_start
+        self.net_ = net
+        self.fit_time_s_ = time.perf_counter() - t_start
         return self
 
     def _train_one(self, seed, r, T0, T1, V0, V1, n_in, n_out, dev):
         """One training run; returns (best validation VAMP-2, best state_dict, history, best epoch)."""
-        torch.manual_seed(seed)
-        net = _SRVNet(n_in, self.hidden, n_out, self.batch_norm).to(dev)
+        with local_torch_seed(seed):          # the initial weights; torch's global state is left alone
+            net = _SRVNet(n_in, self.hidden, n_out, self.batch_norm)
+        net = net.to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         g = torch_generator(seed + 1, "cpu")
         n = len(T0)
@@ -493,29 +573,12 @@ class SRV(Persistable):
             return math.nan
         return float(1 + np.sum(lam**2))
 
-    def _solve(self, trajs):
-        """Final float64 eigenproblem on all data; sets eigenvalues, eigenvectors and coordinates."""
-        raw = self.basis(trajs)
-        c0, c1, mean, _ = reversible_covariances(raw, self.lag)
-        lam, vec = reversible_eig(c0, c1, self.epsilon)
-        psi = np.concatenate(raw) @ vec - mean @ vec
-        centre, sd = psi.mean(0), psi.std(0)
-        sd = np.where(sd > 0, sd, 1.0)
-        skew = (((psi - centre) / sd) ** 3).mean(0)
-        sign = np.where(skew >= 0, 1.0, -1.0)
-        self.eigenvalues_ = lam
-        self.timescales_ = timescales_from_eigenvalues(lam, self.lag)
-        self.output_mean_ = mean
-        self.eigenvectors_ = vec
-        self.coord_mean_ = centre
-        self.coord_scale_ = sign / sd           # psi_i = (raw - output_mean) @ v_i - coord_mean_i) * coord_scale_i
-
     # -------------------------------------------------------------------------------- transform
     def _as_input(self, X):
         single = isinstance(X, np.ndarray) or hasattr(X, "shape")
         trajs = as_trajs(X, "X", min_len=1)
-        if trajs[0].shape[1] != self.n_features_:
-            raise ValueError(f"X has {trajs[0].shape[1]} features; this SRV was fitted on {self.n_features_}")
+        if trajs[0].shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {trajs[0].shape[1]} features; this SRV was fitted on {self.n_features_in_}")
         return trajs, single
 
     @torch.no_grad()
@@ -532,13 +595,7 @@ class SRV(Persistable):
         """
         self._check_fitted()
         trajs, single = self._as_input(X)
-        dev = next(self.net_.parameters()).device
-        self.net_.eval()
-        out = []
-        for x in trajs:
-            u = torch.from_numpy((x - self.input_mean_.astype(np.float32)) / self.input_scale_.astype(np.float32))
-            z = [self.net_(u[i:i + chunk].to(dev)).double().cpu() for i in range(0, len(u), chunk)]
-            out.append(torch.cat(z).numpy())
+        out = _basis(self.net_, trajs, self.input_mean_, self.input_scale_, chunk)
         return out[0] if single else out
 
     def transform(self, X, modes=None):
@@ -563,9 +620,8 @@ class SRV(Persistable):
             raise ValueError(f"modes must be indices in [0, {self.n_output_}), got {modes}")
         raw = self.basis(X)
         single = isinstance(raw, np.ndarray)
-        m = list(modes)
-        out = [(((z - self.output_mean_) @ self.eigenvectors_[:, m] - self.coord_mean_[m])
-                * self.coord_scale_[m]).astype(np.float32) for z in ([raw] if single else raw)]
+        solved = {k: getattr(self, k) for k in ("output_mean_", "eigenvectors_", "coord_mean_", "coord_scale_")}
+        out = [_coords(z, solved, modes) for z in ([raw] if single else raw)]
         return out[0] if single else out
 
     def select_modes(self, modes) -> "SRV":
@@ -582,6 +638,7 @@ class SRV(Persistable):
         if not modes or min(modes) < 0 or max(modes) >= self.n_output_ or len(set(modes)) != len(modes):
             raise ValueError(f"modes must be distinct indices in [0, {self.n_output_}), got {modes}")
         self.modes_ = modes
+        self.n_components_ = len(modes)
         return self
 
     def fit_transform(self, trajs):
@@ -623,31 +680,30 @@ class SRV(Persistable):
         return float(1 + np.sum(lam**2))
 
     # ----------------------------------------------------------------------------- persistence
+    _STATE_KEYS = ("n_features_in_", "n_output_", "modes_", "n_components_", "rare_modes_",
+                   "variance_concentration_", "input_mean_", "input_scale_", "eigenvalues_", "timescales_",
+                   "output_mean_", "eigenvectors_", "coord_mean_", "coord_scale_", "history_",
+                   "restart_scores_", "restart_histories_", "best_restart_", "best_epoch_", "fit_time_s_")
+
     def state(self) -> dict:
-        """Everything needed to rebuild the fitted SRV (torch-saveable)."""
+        """Everything needed to rebuild the fitted SRV: parameters, fitted arrays, network weights."""
         self._check_fitted()
-        keys = ("n_features_", "n_output_", "modes_", "input_mean_", "input_scale_", "eigenvalues_",
-                "timescales_", "output_mean_", "eigenvectors_", "coord_mean_", "coord_scale_",
-                "history_", "restart_scores_", "best_restart_", "best_epoch_", "fit_seconds_")
-        return {"params": self.get_params(), "fitted": {k: getattr(self, k) for k in keys},
-                "state_dict": {k: v.cpu() for k, v in self.net_.state_dict().items()}}
+        return {"params": self.get_params(), "fitted": {k: getattr(self, k) for k in self._STATE_KEYS},
+                "state_dict": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}}
 
     @classmethod
     def from_state(cls, state: dict) -> "SRV":
-        self = cls(**state["params"])
-        for k, v in state["fitted"].items():
+        self = cls._from_params(state["params"])
+        fitted = dict(state["fitted"])
+        fitted["modes_"] = tuple(int(i) for i in fitted["modes_"])
+        fitted["rare_modes_"] = tuple(int(i) for i in fitted["rare_modes_"])
+        with local_torch_seed(0):             # weights overwritten below; global RNG untouched
+            net = _SRVNet(int(fitted["n_features_in_"]), self.hidden, int(fitted["n_output_"]), self.batch_norm)
+        net.load_state_dict(state["state_dict"])
+        net.eval()
+        for k, v in fitted.items():
             setattr(self, k, v)
-        self.modes_ = tuple(self.modes_)
-        self.net_ = _SRVNet(self.n_features_, self.hidden, self.n_output_, self.batch_norm)
-        self.net_.load_state_dict(state["state_dict"])
-        self.net_.eval()
-        return self
-
-    def to(self, device: str) -> "SRV":
-        """Move the network to ``device`` (``'cpu'``, ``'cuda'``, ``'auto'``)."""
-        self._check_fitted()
-        self.device = str(device)
-        self.net_.to(get_device(self.device))
+        self.net_ = net
         return self
 
 

@@ -117,6 +117,10 @@ def test_save_load_round_trip(srv, data, tmp_path):
     np.testing.assert_array_equal(back.transform(x), srv.transform(x))
     np.testing.assert_array_equal(back.eigenvalues_, srv.eigenvalues_)
     assert back.modes_ == srv.modes_ and back.get_params() == srv.get_params()
+    assert back.n_components_ == 2 and back.n_features_in_ == 2
+    for k in SRV._STATE_KEYS:
+        a, b = getattr(back, k), getattr(srv, k)
+        assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b, k
     assert back.score(data[1]) == pytest.approx(srv.score(data[1]), rel=1e-12)
     psi = srv.transform(data[1])
     LatentTrajectories(psi, 0.005, "steps", LAG, np.array(srv.modes_)).save(tmp_path / "latent.npz")
@@ -180,7 +184,34 @@ def test_divergence_raises_and_keeps_nothing(data, monkeypatch):
     s = SRV(lag=LAG, max_epochs=2)
     with pytest.raises(RuntimeError, match="diverged"):
         s.fit(data[1][0][:5000])
-    assert not hasattr(s, "net_")
+    assert not hasattr(s, "net_") and not [k for k in vars(s) if k.endswith("_")]
+    with pytest.raises(RuntimeError, match="SRV is not fitted"):
+        s._check_fitted()
+
+
+def test_fit_and_transform_leave_global_random_state_alone(data):
+    x = data[1][0][:6000]
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    s = SRV(n_components=1, lag=LAG, batch_size=2000, max_epochs=2, random_state=3).fit(x)
+    s.transform(x)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
+
+
+def test_chosen_dimension_and_rare_modes_are_recorded(data):
+    x = data[1][0][:12000]
+    s = SRV(n_components=None, lag=LAG, batch_size=2000, max_epochs=3, random_state=0).fit(x)
+    assert s.n_output_ == 8 and s.n_components_ == len(s.modes_) >= 1
+    assert s.n_components_ == choose_n_components(s.eigenvalues_, max_components=7)
+    assert s.modes_ == tuple(range(s.n_components_)) and s.rare_modes_ == ()
+    np.testing.assert_array_equal(s.variance_concentration_,
+                                  variance_concentration(s.transform(x, modes=range(8))))
+    cut = float(np.sort(s.variance_concentration_)[1]) + 1e-9      # the two least concentrated are rare
+    r = SRV(n_components=2, rare_fraction=cut, n_output=8, lag=LAG, batch_size=2000, max_epochs=3,
+            random_state=0).fit(x)
+    assert len(r.rare_modes_) == 2 and not set(r.rare_modes_) & set(r.modes_) and r.n_components_ == 2
+    assert r.get_params()["n_components"] == 2 and r.fit_time_s_ > 0
 
 
 def test_choose_n_components_from_gap():
