@@ -15,29 +15,31 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .persist import Persistable
-from .utils import as_trajs, block_split, check_lag, get_device, torch_generator, torch_threads
+from .base import Estimator
+from .utils import as_trajs, block_split, check_lag, get_device, local_torch_seed, torch_generator, torch_threads
 
 _LOG_2PI = math.log(2 * math.pi)
 _MIN_SIGMA = 1e-4  # in scaled [0, 1] units
 
 
 class _MDNNet(nn.Module):
-    def __init__(self, dim: int, n_components: int, hidden: tuple[int, ...]):
+    def __init__(self, dim: int, n_kernels: int, hidden: tuple[int, ...]):
         super().__init__()
         layers, d = [], dim
         for h in hidden:
             layers += [nn.Linear(d, h), nn.ReLU()]
             d = h
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(d, n_components * (1 + 2 * dim))
-        self.dim, self.C = dim, n_components
+        self.head = nn.Linear(d, n_kernels * (1 + 2 * dim))
+        self.dim, self.C = dim, n_kernels
 
     def forward(self, x):
         h = self.head(self.body(x))
@@ -65,13 +67,25 @@ def _mixture_log_prob(log_w, mu, sigma, y):
     return torch.logsumexp(log_w + comp, dim=1)
 
 
-class MDNPropagator(Persistable):
+@torch.no_grad()
+def _nll(net, u0, u1, batch: int = 65536) -> float:
+    """Mean negative log-likelihood (nats per pair, scaled units) of pairs ``u0 -> u1``, eval mode."""
+    net.eval()
+    tot = 0.0
+    for i in range(0, len(u0), batch):
+        tot += -_mixture_log_prob(*net(u0[i:i + batch]), u1[i:i + batch]).sum().item()
+    return tot / max(len(u0), 1)
+
+
+class MDNPropagator(Estimator):
     """Mixture density network propagator ``p_tau(x_{t+tau} | x_t)``.
 
     Parameters
     ----------
-    n_components : int
-        Number of Gaussian kernels ``C`` (paper: 8 for the four-well, 24 for Trp-cage).
+    n_kernels : int
+        Number of Gaussian kernels ``C`` (paper: 8 for the four-well, 24 for Trp-cage). Called
+        ``n_components`` before lss 0.2 (still accepted, with a warning; ``n_components`` now
+        always means the latent dimension).
     lag : int
         Lag time ``tau`` in frames of the training trajectories.
     hidden : tuple of int
@@ -104,23 +118,36 @@ class MDNPropagator(Persistable):
     Attributes
     ----------
     net_ : torch.nn.Module
+    n_components_ : int
+        The latent dimension ``m`` (width of the trajectories it was fitted on).
+    n_features_in_ : int
+        The same ``m``: input width, as scikit-learn names it.
     lo_, hi_ : np.ndarray, shape (m,)
         Min and max of the training data (the [0, 1] scaling).
     history_ : dict
         ``train_nll`` and ``val_nll`` per epoch (nats per pair, in scaled units).
     best_epoch_ : int
+    fit_time_s_ : float
+        Wall time of :meth:`fit`, seconds.
     clipped_fraction_ : float
         Fraction of sampled coordinates that left [0, 1] and were clipped in the last :meth:`sample`.
     """
 
-    _format = "lss.mdn/1"
+    _format = "lss.mdn/2"
+    _fitted_attr = "net_"
 
-    def __init__(self, n_components: int = 24, lag: int = 1, hidden: tuple[int, ...] = (100, 100),
+    def __init__(self, n_kernels: int = 24, lag: int = 1, hidden: tuple[int, ...] = (100, 100),
                  lr: float = 1e-3, lr_decay: float = 0.3, batch_size: int = 1024, max_epochs: int = 100, patience: int = 10,
                  val_fraction: float = 0.2, n_val_blocks: int = 10, reversible: bool = True,
                  stride: int = 1, device: str = "cpu", random_state: int | None = None,
-                 progress: bool = False):
-        self.n_components = n_components
+                 progress: bool = False, **renamed):
+        if "n_components" in renamed:
+            warnings.warn("MDNPropagator(n_components=...) is now n_kernels (n_components means the latent "
+                          "dimension everywhere in lss)", FutureWarning, stacklevel=2)
+            n_kernels = renamed.pop("n_components")
+        if renamed:
+            raise TypeError(f"MDNPropagator got unexpected keyword argument(s) {sorted(renamed)}")
+        self.n_kernels = n_kernels
         self.lag = lag
         self.hidden = tuple(hidden)
         self.lr = lr
@@ -137,20 +164,16 @@ class MDNPropagator(Persistable):
         self.progress = progress
 
     # ----------------------------------------------------------------------------------- helpers
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("n_components", "lag", "hidden", "lr", "lr_decay", "batch_size",
-                                              "max_epochs", "patience", "val_fraction", "n_val_blocks",
-                                              "reversible", "stride", "device", "random_state", "progress")}
+    @property
+    def dim_(self) -> int:
+        """Deprecated name of ``n_components_`` (the latent dimension)."""
+        return self.n_components_
 
     def _scale(self, x):
         return (x - self.lo_) / (self.hi_ - self.lo_)
 
     def _unscale(self, u):
         return u * (self.hi_ - self.lo_) + self.lo_
-
-    def _check_fitted(self):
-        if not hasattr(self, "net_"):
-            raise RuntimeError("this MDNPropagator is not fitted yet; call fit() or load()")
 
     def _pairs(self, trajs, rng):
         X0, X1, V = [], [], []
@@ -189,100 +212,107 @@ class MDNPropagator(Persistable):
             Bad input: NaN/inf (names ``trajs``), a non-positive lag or one not shorter than the data
             (names ``lag``), constant data (names the dimension).
         RuntimeError
-            The training diverged (a non-finite loss); nothing is written.
+            The training diverged (a non-finite loss); nothing is written and the estimator is left
+            as it was (unfitted if it was): fitted attributes are assigned only after success.
         """
         with torch_threads(1 if get_device(self.device).type == "cpu" else None):
             return self._fit(trajs, checkpoint)
 
     def _fit(self, trajs, checkpoint):
+        t_start = time.perf_counter()
         trajs = as_trajs(trajs, "trajs")
         check_lag(self.lag, trajs, "lag")
-        if self.n_components < 1:
-            raise ValueError(f"n_components must be >= 1, got {self.n_components}")
+        if int(self.n_kernels) != self.n_kernels or self.n_kernels < 1:
+            raise ValueError(f"n_kernels must be a positive integer, got {self.n_kernels!r}")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
         rng = np.random.default_rng(self.random_state)
-        torch.manual_seed(int(rng.integers(2**31)))
+        init_seed = int(rng.integers(2**31))
         allx = np.concatenate(trajs)
-        self.lo_ = allx.min(0).astype(np.float64)
-        self.hi_ = allx.max(0).astype(np.float64)
-        flat = np.nonzero(self.hi_ - self.lo_ <= 0)[0]
+        lo = allx.min(0).astype(np.float64)
+        hi = allx.max(0).astype(np.float64)
+        flat = np.nonzero(hi - lo <= 0)[0]
         if len(flat):
             raise ValueError(f"trajs: dimension(s) {flat.tolist()} are constant; cannot scale to [0, 1]")
-        self.dim_ = allx.shape[1]
+        m = allx.shape[1]
+        scale = lambda x: (x - lo) / (hi - lo)  # noqa: E731
         x0, x1, val = self._pairs(trajs, rng)
-        u0, u1 = self._scale(x0).astype(np.float32), self._scale(x1).astype(np.float32)
+        u0, u1 = scale(x0).astype(np.float32), scale(x1).astype(np.float32)
         tr0, tr1, va0, va1 = u0[~val], u1[~val], u0[val], u1[val]
         if self.reversible:
             tr0, tr1 = np.concatenate([tr0, tr1]), np.concatenate([tr1, tr0])
             va0, va1 = np.concatenate([va0, va1]), np.concatenate([va1, va0])
         dev = get_device(self.device)
-        self.net_ = _MDNNet(self.dim_, self.n_components, self.hidden).to(dev)
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
+        with local_torch_seed(init_seed):          # the initial weights; torch's global state is left alone
+            net = _MDNNet(m, int(self.n_kernels), self.hidden)
+        net = net.to(dev)
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=self.lr_decay, patience=max(1, self.patience // 3))
                  if self.lr_decay < 1 else None)
         T0, T1 = torch.from_numpy(tr0).to(dev), torch.from_numpy(tr1).to(dev)
         V0, V1 = torch.from_numpy(va0).to(dev), torch.from_numpy(va1).to(dev)
         g = torch_generator(int(rng.integers(2**31)), "cpu")
-        self.history_ = {"train_nll": [], "val_nll": []}
-        best, best_state, bad = math.inf, None, 0
+        history = {"train_nll": [], "val_nll": []}
+        best, best_state, best_epoch, bad = math.inf, None, -1, 0
         from tqdm.auto import tqdm
 
         bar = tqdm(range(self.max_epochs), desc="MDN", unit="epoch", disable=not self.progress)
-        for epoch in bar:
-            self.net_.train()
-            perm = torch.randperm(len(T0), generator=g).to(dev)
-            tot, n = 0.0, 0
-            for i in range(0, len(perm), self.batch_size):
-                idx = perm[i:i + self.batch_size]
-                loss = -_mixture_log_prob(*self.net_(T0[idx]), T1[idx]).mean()
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"MDN training diverged at epoch {epoch} (loss {loss.item()}); "
-                                       f"try a smaller lr (now {self.lr}); no checkpoint was written")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                tot += loss.item() * len(idx)
-                n += len(idx)
-            val_nll = self._nll(V0, V1)
-            if not math.isfinite(val_nll):
-                raise RuntimeError(f"MDN training diverged at epoch {epoch} (validation NLL {val_nll}); "
-                                   f"no checkpoint was written")
-            self.history_["train_nll"].append(tot / n)
-            self.history_["val_nll"].append(val_nll)
-            bar.set_postfix(train=f"{tot / n:.3f}", val=f"{val_nll:.3f}")
-            if sched is not None:
-                sched.step(val_nll)
-            if val_nll < best - 1e-4:
-                best, best_state, bad, self.best_epoch_ = val_nll, copy.deepcopy(self.net_.state_dict()), 0, epoch
-            else:
-                bad += 1
-                if bad >= self.patience:
-                    break
-        bar.close()
-        self.net_.load_state_dict(best_state)
-        self.net_.eval()
+        try:
+            for epoch in bar:
+                net.train()
+                perm = torch.randperm(len(T0), generator=g).to(dev)
+                tot, n = 0.0, 0
+                for i in range(0, len(perm), self.batch_size):
+                    idx = perm[i:i + self.batch_size]
+                    loss = -_mixture_log_prob(*net(T0[idx]), T1[idx]).mean()
+                    if not torch.isfinite(loss):
+                        raise RuntimeError(f"MDN training diverged at epoch {epoch} (loss {loss.item()}); "
+                                           f"try a smaller lr (now {self.lr}); nothing was kept or written")
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    tot += loss.item() * len(idx)
+                    n += len(idx)
+                val_nll = _nll(net, V0, V1)
+                if not math.isfinite(val_nll):
+                    raise RuntimeError(f"MDN training diverged at epoch {epoch} (validation NLL {val_nll}); "
+                                       f"nothing was kept or written")
+                history["train_nll"].append(tot / n)
+                history["val_nll"].append(val_nll)
+                bar.set_postfix(train=f"{tot / n:.3f}", val=f"{val_nll:.3f}")
+                if sched is not None:
+                    sched.step(val_nll)
+                if val_nll < best - 1e-4:
+                    best, best_state, bad, best_epoch = val_nll, copy.deepcopy(net.state_dict()), 0, epoch
+                else:
+                    bad += 1
+                    if bad >= self.patience:
+                        break
+        finally:
+            bar.close()
+        if best_state is None:
+            raise RuntimeError("MDN training ran no epoch (max_epochs < 1); nothing was kept")
+        net.load_state_dict(best_state)
+        net.eval()
+        # training succeeded: only now the fitted attributes
+        self.n_components_ = self.n_features_in_ = int(m)
+        self.lo_, self.hi_ = lo, hi
+        self.history_, self.best_epoch_ = history, best_epoch
+        self.net_ = net
+        self.fit_time_s_ = time.perf_counter() - t_start
         if checkpoint is not None:
             self.save(checkpoint)
         return self
 
-    @torch.no_grad()
-    def _nll(self, u0, u1, batch: int = 65536) -> float:
-        self.net_.eval()
-        tot = 0.0
-        for i in range(0, len(u0), batch):
-            tot += -_mixture_log_prob(*self.net_(u0[i:i + batch]), u1[i:i + batch]).sum().item()
-        return tot / max(len(u0), 1)
-
     # ------------------------------------------------------------------------------- densities
     def _as_points(self, x, name):
         x = np.asarray(x, dtype=np.float64)
-        if x.ndim == 1 and self.dim_ == 1:
+        if x.ndim == 1 and self.n_components_ == 1:
             x = x[:, None]
-        if x.ndim == 1 and x.shape[0] == self.dim_:
+        if x.ndim == 1 and x.shape[0] == self.n_components_:
             x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.dim_:
-            raise ValueError(f"{name} must have shape (n, {self.dim_}), got {np.shape(x)}")
+        if x.ndim != 2 or x.shape[1] != self.n_components_:
+            raise ValueError(f"{name} must have shape (n, {self.n_components_}), got {np.shape(x)}")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{name} contains NaN or inf values")
         return x
@@ -366,7 +396,7 @@ class MDNPropagator(Persistable):
 
     def _sample(self, x0, n_steps, random_state, clip, dev, progress, out):
         net = self.net_.to(dev).eval()
-        n, m, C = len(x0), self.dim_, self.n_components
+        n, m, C = len(x0), self.n_components_, self.n_kernels
         if out is None:
             out = np.empty((n, n_steps + 1, m), dtype=np.float32)
         elif out.shape != (n, n_steps + 1, m):
@@ -403,25 +433,25 @@ class MDNPropagator(Persistable):
 
     # ----------------------------------------------------------------------------- persistence
     def state(self) -> dict:
-        """Everything needed to rebuild the fitted propagator (torch-saveable)."""
+        """Everything needed to rebuild the fitted propagator: parameters, scaling, weights, history."""
         self._check_fitted()
-        return {"params": self.get_params(), "dim": self.dim_,
-                "lo": self.lo_, "hi": self.hi_, "history": self.history_,
-                "best_epoch": getattr(self, "best_epoch_", None),
-                "state_dict": {k: v.cpu() for k, v in self.net_.state_dict().items()}}
+        return {"params": self.get_params(), "n_components": self.n_components_, "lo": self.lo_, "hi": self.hi_,
+                "history": self.history_, "best_epoch": self.best_epoch_,
+                "fit_time_s": getattr(self, "fit_time_s_", None),
+                "state_dict": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}}
 
     @classmethod
     def from_state(cls, state: dict) -> "MDNPropagator":
-        self = cls(**state["params"])
-        self.dim_, self.lo_, self.hi_ = state["dim"], np.asarray(state["lo"]), np.asarray(state["hi"])
+        self = cls._from_params(state["params"])
+        m = int(state["n_components"])
+        with local_torch_seed(0):             # weights overwritten below; global RNG untouched
+            net = _MDNNet(m, int(self.n_kernels), self.hidden)
+        net.load_state_dict(state["state_dict"])
+        net.eval()
+        self.n_components_ = self.n_features_in_ = m
+        self.lo_, self.hi_ = np.asarray(state["lo"]), np.asarray(state["hi"])
         self.history_, self.best_epoch_ = state["history"], state["best_epoch"]
-        self.net_ = _MDNNet(self.dim_, self.n_components, self.hidden)
-        self.net_.load_state_dict(state["state_dict"])
-        self.net_.eval()
-        return self
-
-    def to(self, device: str) -> "MDNPropagator":
-        """Move the network to ``device`` (and sample there by default)."""
-        self.device = str(device)
-        self.net_.to(get_device(self.device))
+        if state.get("fit_time_s") is not None:
+            self.fit_time_s_ = float(state["fit_time_s"])
+        self.net_ = net
         return self

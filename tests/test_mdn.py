@@ -1,7 +1,9 @@
 """MDN propagator: recovers a known transition density; seeds, persistence and bad input."""
 import numpy as np
 import pytest
+import torch
 
+import lss.mdn
 from lss.mdn import MDNPropagator
 
 THETA = np.array([1.0, 3.0])      # OU relaxation rates per unit time, one per dimension
@@ -30,7 +32,7 @@ def ou_exact(x0, lag):
 @pytest.fixture(scope="module")
 def ou_mdn():
     x = ou_trajectory(30_000, seed=0)
-    return MDNPropagator(n_components=4, lag=2, hidden=(64, 64), lr=3e-3, batch_size=512, max_epochs=40,
+    return MDNPropagator(n_kernels=4, lag=2, hidden=(64, 64), lr=3e-3, batch_size=512, max_epochs=40,
                          patience=6, random_state=0).fit(x), x
 
 
@@ -75,7 +77,11 @@ def test_sampling_is_seeded_and_save_load_round_trips(ou_mdn, tmp_path):
     path = mdn.save(tmp_path / "mdn.pt")
     loaded = MDNPropagator.load(path)
     np.testing.assert_array_equal(loaded.sample(x0, 30, random_state=7), a)
-    assert loaded.history_ == mdn.history_
+    assert loaded.history_ == mdn.history_ and loaded.get_params() == mdn.get_params()
+    assert loaded.n_components_ == loaded.n_features_in_ == 2 and loaded.best_epoch_ == mdn.best_epoch_
+    np.testing.assert_array_equal(loaded.lo_, mdn.lo_)
+    for (k, v), (k2, v2) in zip(mdn.net_.state_dict().items(), loaded.net_.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
 
 
 def test_damaged_or_foreign_files_are_refused(ou_mdn, tmp_path):
@@ -123,5 +129,53 @@ def test_diverging_training_stops_with_a_clear_error_and_writes_no_checkpoint(tm
     x = ou_trajectory(3000, seed=2)
     ckpt = tmp_path / "mdn.pt"
     with pytest.raises(RuntimeError, match="diverged"):
-        MDNPropagator(n_components=2, lag=1, lr=1e12, max_epochs=5, random_state=0).fit(x, checkpoint=ckpt)
+        MDNPropagator(n_kernels=2, lag=1, lr=1e12, max_epochs=5, random_state=0).fit(x, checkpoint=ckpt)
     assert not ckpt.exists()
+
+
+def test_forced_nan_leaves_the_propagator_unfitted(monkeypatch, tmp_path):
+    x = ou_trajectory(2000, seed=3)
+    real = lss.mdn._mixture_log_prob
+    calls = []
+
+    def nan_on_third(*a):                   # a few good steps first, then a NaN loss
+        calls.append(1)
+        out = real(*a)
+        return out * np.nan if len(calls) >= 3 else out
+
+    monkeypatch.setattr(lss.mdn, "_mixture_log_prob", nan_on_third)
+    mdn = MDNPropagator(n_kernels=2, lag=1, batch_size=256, max_epochs=3, random_state=0)
+    with pytest.raises(RuntimeError, match="diverged"):
+        mdn.fit(x, checkpoint=tmp_path / "ck.pt")
+    assert not [k for k in vars(mdn) if k.endswith("_")] and not (tmp_path / "ck.pt").exists()
+    with pytest.raises(RuntimeError, match="MDNPropagator is not fitted"):
+        mdn._check_fitted()
+    # a refit of an already fitted propagator that diverges keeps the earlier fit untouched
+    monkeypatch.setattr(lss.mdn, "_mixture_log_prob", real)
+    mdn.set_params(max_epochs=1).fit(x)
+    before = {k: v.clone() for k, v in mdn.net_.state_dict().items()}
+    calls.clear()
+    monkeypatch.setattr(lss.mdn, "_mixture_log_prob", nan_on_third)
+    with pytest.raises(RuntimeError, match="diverged"):
+        mdn.fit(x)
+    assert all(torch.equal(v, before[k]) for k, v in mdn.net_.state_dict().items())
+
+
+def test_fit_and_sample_leave_global_random_state_alone():
+    x = ou_trajectory(2000, seed=4)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    mdn = MDNPropagator(n_kernels=2, lag=1, batch_size=512, max_epochs=2, random_state=1).fit(x)
+    mdn.sample(np.zeros((3, 2)), 20, random_state=5)
+    mdn.sample(np.zeros((3, 2)), 20)                       # unseeded: fresh entropy, still local
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
+
+
+def test_params_come_from_the_signature_and_the_old_kernel_name_still_works():
+    p = MDNPropagator(n_kernels=5).get_params()
+    assert p["n_kernels"] == 5 and "n_components" not in p
+    with pytest.warns(FutureWarning, match="n_kernels"):
+        assert MDNPropagator(n_components=7).n_kernels == 7
+    with pytest.raises(ValueError, match="not a parameter"):
+        MDNPropagator().set_params(n_components=3)
