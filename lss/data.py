@@ -29,12 +29,13 @@ import mdtraj as md
 import numpy as np
 
 from . import gomodel, paths
-from .features import AllAtomFeaturizer, CAFeaturizer, FeatureScaler, iter_dcd, iter_featurize, load_dcd, quiet_c_stdout
+from .features import AllAtomFeaturizer, CAFeaturizer, FeatureScaler, iter_featurize
+from .trajio import iter_dcd, load_dcd, quiet_c_stdout, read_npy
 from .utils import hash_file, hash_obj
 
-_FORMAT = "lss.trpcage_dataset/1"
+_FORMAT = "lss.trpcage_dataset/2"
 _GO_CACHE_VERSION = 1
-_TIME_FACTORS_PS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6}
+from .trajio import TIME_FACTORS_PS as _TIME_FACTORS_PS  # noqa: E402
 
 #: How to obtain the real data; shown when it is missing.
 DESRES_HELP = (
@@ -107,7 +108,8 @@ class TrpcageDataset:
 
     def save(self, directory) -> Path:
         """Write the dataset to ``directory`` (created): ``dataset.json``, one ``.npy`` per array,
-        ``topology.pdb`` (first frame, C-alpha) and ``scaler.pt``."""
+        ``topology.pdb`` (first frame, C-alpha) and ``scaler.lss`` (an lss archive, :mod:`lss.persist`).
+        Nothing written here is a pickle; :meth:`load` reads the arrays with ``allow_pickle=False``."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -118,7 +120,7 @@ class TrpcageDataset:
                 files[name] = hash_file(d / name)[:16]
         md.Trajectory(self.xyz[0][:1], self.topology).save_pdb(str(d / "topology.pdb"))
         if self.scaler is not None:
-            self.scaler.save(d / "scaler.pt")
+            self.scaler.save(d / "scaler.lss")
         from .persist import package_versions
 
         doc = {"format": _FORMAT, "versions": package_versions(), "n_traj": len(self.xyz),
@@ -146,8 +148,8 @@ class TrpcageDataset:
                 f"--only 02_trpcage_data")
         doc = json.loads((d / "dataset.json").read_text())
         if doc.get("format") != _FORMAT:
-            raise ValueError(f"{d / 'dataset.json'}: format {doc.get('format')!r} is not {_FORMAT!r}; "
-                             f"rerun notebook 02_trpcage_data with this lss version")
+            raise ValueError(f"{d / 'dataset.json'}: format {doc.get('format')!r} is not {_FORMAT!r}; it was "
+                             f"written by another lss version: rerun notebook 02_trpcage_data with this one")
         arrays = {}
         for kind in ("xyz", "features", "q"):
             out = []
@@ -156,10 +158,10 @@ class TrpcageDataset:
                 if not p.exists():
                     raise FileNotFoundError(f"{p} is missing from the dataset written by notebook "
                                             f"02_trpcage_data; rerun it")
-                out.append(np.load(p, mmap_mode="r" if mmap else None))
+                out.append(read_npy(p, mmap=mmap))
             arrays[kind] = out
         top = md.load_pdb(str(d / "topology.pdb")).topology
-        scaler = FeatureScaler.load(d / "scaler.pt") if (d / "scaler.pt").exists() else None
+        scaler = FeatureScaler.load(d / "scaler.lss") if (d / "scaler.lss").exists() else None
         return cls(xyz=arrays["xyz"], features=arrays["features"], feature_names=doc["feature_names"],
                    topology=top, frame_time=doc["frame_time"], time_unit=doc["time_unit"], q=arrays["q"],
                    meta=doc["meta"], scaler=scaler)

@@ -18,19 +18,23 @@ Two featurizers, both computed with mdtraj, both returning float32 arrays ``(n_f
 Torsions enter as (cos, sin) so that features are continuous across the +-pi branch cut.
 :class:`FeatureScaler` standardises features with the mean and standard deviation of the
 *training* trajectories only, and is saved with the dataset.
+
+:class:`Encoder` is the whole map from structures to the latent space, saved as one file:
+featurizer -> scaler -> SRV. Notebooks 05-07 and the simulator use it instead of chaining the three.
+(Reading trajectory files lives in :mod:`lss.trajio`; ``load_dcd`` and ``iter_dcd`` are re-exported.)
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import sys
+import time
 from typing import Iterator
 
 import mdtraj as md
 import numpy as np
 
-from .persist import Persistable
+from .base import Estimator
+from .persist import object_from, state_of
+from .srv import SRV
+from .trajio import iter_dcd, load_dcd, quiet_c_stdout, topology_from_dict, topology_to_dict  # noqa: F401
 
 
 def _ca_pairs(n: int, min_separation: int) -> np.ndarray:
@@ -80,6 +84,21 @@ class _Featurizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_atoms={self.topology.n_atoms}, n_features={self.n_features})"
+
+    def state(self) -> dict:
+        """JSON description (class, ``min_separation``, topology): enough to rebuild it exactly."""
+        return {"kind": type(self).__name__, "min_separation": int(self.min_separation),
+                "topology": topology_to_dict(self.topology)}
+
+
+def featurizer_from_state(d: dict | None):
+    """Inverse of ``featurizer.state()``; only the featurizers of this module (an explicit list)."""
+    if d is None:
+        return None
+    kinds = {"CAFeaturizer": CAFeaturizer, "AllAtomFeaturizer": AllAtomFeaturizer}
+    if d.get("kind") not in kinds:
+        raise ValueError(f"unknown featurizer {d.get('kind')!r}; this lss knows {sorted(kinds)}")
+    return kinds[d["kind"]](topology_from_dict(d["topology"]), min_separation=int(d["min_separation"]))
 
 
 class CAFeaturizer(_Featurizer):
@@ -205,7 +224,7 @@ class AllAtomFeaturizer(_Featurizer):
 
 
 # ------------------------------------------------------------------------------------------ scaling
-class FeatureScaler(Persistable):
+class FeatureScaler(Estimator):
     """Standardise features: ``(x - mean_) / scale_``, fitted on training trajectories only.
 
     Mean and variance are accumulated in float64 over chunks, so fitting 10^6 frames needs no
@@ -215,11 +234,17 @@ class FeatureScaler(Persistable):
     Attributes
     ----------
     mean_, scale_ : np.ndarray, shape (n_features,), float64
+    n_features_in_ : int
     n_samples_ : int
         Frames the statistics were computed from.
+    fit_on_ : list of int
+        Indices of the trajectories fitted on.
+    fit_time_s_ : float
+        Wall time of :meth:`fit`, seconds.
     """
 
-    _format = "lss.features.FeatureScaler/1"
+    _format = "lss.features.FeatureScaler/2"
+    _fitted_attr = "mean_"
 
     def __init__(self, chunk: int = 65536):
         self.chunk = chunk
@@ -233,6 +258,7 @@ class FeatureScaler(Persistable):
         fit_on : sequence of int, optional
             Indices of the trajectories that are training data; default all of them.
         """
+        t_start = time.perf_counter()
         if isinstance(trajs, np.ndarray):
             trajs = [trajs]
         trajs = list(trajs)
@@ -267,13 +293,14 @@ class FeatureScaler(Persistable):
         std = np.sqrt(s2 / n)
         self.mean_ = mean
         self.scale_ = np.where(std > 1e-12, std, 1.0)
+        self.n_features_in_ = int(d)
         self.n_samples_ = int(n)
-        self.fit_on_ = list(sel)
+        self.fit_on_ = [int(i) for i in sel]
+        self.fit_time_s_ = time.perf_counter() - t_start
         return self
 
     def _check(self, x):
-        if not hasattr(self, "mean_"):
-            raise RuntimeError("this FeatureScaler is not fitted yet; call fit() or load()")
+        self._check_fitted()
         if np.shape(x)[-1] != len(self.mean_):
             raise ValueError(f"x has {np.shape(x)[-1]} features; the scaler was fitted on {len(self.mean_)}")
 
@@ -300,58 +327,154 @@ class FeatureScaler(Persistable):
         return (np.asarray(x, dtype=np.float64) * self.scale_ + self.mean_).astype(np.float32)
 
     def state(self) -> dict:
-        self._check(np.zeros((1, len(getattr(self, "mean_", [])))))
-        return {"chunk": self.chunk, "mean": self.mean_, "scale": self.scale_, "n_samples": self.n_samples_,
-                "fit_on": self.fit_on_}
+        """Parameters and statistics (float64 arrays)."""
+        self._check_fitted()
+        return {"params": self.get_params(), "mean": self.mean_, "scale": self.scale_,
+                "n_samples": self.n_samples_, "fit_on": self.fit_on_,
+                "fit_time_s": getattr(self, "fit_time_s_", None)}
 
     @classmethod
     def from_state(cls, state: dict) -> "FeatureScaler":
-        sc = cls(chunk=state["chunk"])
+        sc = cls._from_params(state["params"])
         sc.mean_ = np.asarray(state["mean"], dtype=np.float64)
         sc.scale_ = np.asarray(state["scale"], dtype=np.float64)
+        sc.n_features_in_ = len(sc.mean_)
         sc.n_samples_ = int(state["n_samples"])
-        sc.fit_on_ = list(state["fit_on"])
+        sc.fit_on_ = [int(i) for i in state["fit_on"]]
+        if state.get("fit_time_s") is not None:
+            sc.fit_time_s_ = float(state["fit_time_s"])
         return sc
 
 
-# ---------------------------------------------------------------------------------------- streaming
-@contextlib.contextmanager
-def quiet_c_stdout():
-    """Hide what C code prints on file descriptor 1 (mdtraj's DCD plugin notes each file it opens)."""
-    try:
-        sys.stdout.flush()
-        libc = ctypes.CDLL(None)
-        saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    except (OSError, AttributeError, ValueError):  # no usable fd 1: nothing to hide
-        yield
-        return
-    os.dup2(devnull, 1)
-    try:
-        yield
-    finally:
-        libc.fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
+# ------------------------------------------------------------------------------------------ encoder
+class Encoder(Estimator):
+    """Structures -> latent points: featurizer, then scaler, then SRV, saved together in one file.
 
+    Parameters
+    ----------
+    featurizer : CAFeaturizer or AllAtomFeaturizer
+        Computes the (unscaled) features from structures in its topology.
+    scaler : FeatureScaler, optional
+        Fitted scaler applied to the features (None: the SRV takes raw features).
+    srv : lss.srv.SRV
+        The encoder network (fitted, or fitted by :meth:`fit`).
 
-def load_dcd(path, topology: md.Topology, stride: int = 1, atom_indices=None) -> md.Trajectory:
-    """``mdtraj.load_dcd`` without the plugin's console notes."""
-    with quiet_c_stdout():
-        return md.load_dcd(str(path), top=topology, stride=stride, atom_indices=atom_indices)
+    Attributes
+    ----------
+    n_components_ : int
+        The latent dimension ``m`` (the SRV's).
+    n_features_in_ : int
+        Number of features (the featurizer's).
+    n_atoms_ : int
+        Atoms per structure expected (the featurizer topology's).
 
+    Examples
+    --------
+    >>> enc = Encoder(CAFeaturizer(top), ds.scaler, srv)          # doctest: +SKIP
+    >>> z = enc.transform(xyz)                                    # (n_frames, m) float32
+    >>> enc.save("encoder.lss"); Encoder.load("encoder.lss")      # one file, no pickle
+    """
 
-def iter_dcd(path, topology: md.Topology, chunk: int = 10_000, stride: int = 1,
-             atom_indices=None) -> Iterator[md.Trajectory]:
-    """Chunks of ``chunk`` frames of one DCD file (as ``mdtraj.iterload``; quiet)."""
-    with quiet_c_stdout():
-        f = md.formats.DCDTrajectoryFile(str(path))
-    with f:
-        while True:
-            t = f.read_as_traj(topology, n_frames=chunk, stride=stride, atom_indices=atom_indices)
-            if len(t) == 0:
-                return
-            yield t
+    _format = "lss.encoder/1"
+    _fitted_attr = "n_components_"
+
+    def __init__(self, featurizer=None, scaler: FeatureScaler | None = None, srv: SRV | None = None):
+        self.featurizer = featurizer
+        self.scaler = scaler
+        self.srv = srv
+        if featurizer is not None and srv is not None and hasattr(srv, "net_"):
+            self._set_fitted()
+
+    def _set_fitted(self):
+        if self.featurizer is None or self.srv is None:
+            raise ValueError("an Encoder needs a featurizer and an SRV")
+        self.srv._check_fitted()
+        n = self.featurizer.n_features
+        if self.scaler is not None:
+            self.scaler._check_fitted()
+            if self.scaler.n_features_in_ != n:
+                raise ValueError(f"the scaler was fitted on {self.scaler.n_features_in_} features; the "
+                                 f"featurizer makes {n}")
+        if self.srv.n_features_in_ != n:
+            raise ValueError(f"the SRV was fitted on {self.srv.n_features_in_} features; the featurizer makes {n}")
+        self.n_features_in_ = n
+        self.n_atoms_ = self.featurizer.topology.n_atoms
+        self.n_components_ = self.srv.n_components_
+
+    def features(self, structures) -> np.ndarray:
+        """Scaled features of structures, (n_frames, n_features) float32.
+
+        Parameters
+        ----------
+        structures : mdtraj.Trajectory or np.ndarray, shape (n_frames, n_atoms, 3) or (n_atoms, 3), nm
+            An all-atom trajectory is reduced to its C-alpha atoms when the featurizer is C-alpha only.
+        """
+        if self.featurizer is None:
+            raise ValueError("this Encoder has no featurizer")
+        n = self.featurizer.topology.n_atoms
+        if isinstance(structures, md.Trajectory):
+            ca = structures.topology.select("name CA")
+            if structures.n_atoms != n and len(ca) == n and all(a.name == "CA" for a in self.featurizer.topology.atoms):
+                structures = structures.atom_slice(ca)
+        else:
+            structures = np.asarray(structures, dtype=np.float32)
+            if structures.ndim == 2:
+                structures = structures[None]
+        f = self.featurizer.transform(structures)
+        return np.asarray(self.scaler.transform(f) if self.scaler is not None else f, dtype=np.float32)
+
+    def fit(self, structures) -> "Encoder":
+        """Fit the scaler (if given unfitted) and the SRV on structures.
+
+        Parameters
+        ----------
+        structures : list of mdtraj.Trajectory or of np.ndarray (n_frames, n_atoms, 3), nm
+            Training trajectories; the SRV's ``lag`` is in their frames.
+        """
+        t_start = time.perf_counter()
+        if isinstance(structures, (np.ndarray, md.Trajectory)):
+            structures = [structures]
+        raw = [self.featurizer.transform(s) for s in structures]
+        if self.scaler is not None and not self.scaler._is_fitted():
+            self.scaler.fit(raw)
+        feats = [self.scaler.transform(f) for f in raw] if self.scaler is not None else raw
+        self.srv.fit(feats)
+        self._set_fitted()
+        self.fit_time_s_ = time.perf_counter() - t_start
+        return self
+
+    def transform(self, structures) -> np.ndarray:
+        """Latent points of structures (see :meth:`features`): (n_frames, m) float32."""
+        self._check_fitted()
+        return np.asarray(self.srv.transform(self.features(structures)), dtype=np.float32)
+
+    def transform_features(self, features):
+        """Latent points of *unscaled* features (n_frames, n_features) or a list of them."""
+        self._check_fitted()
+        f = self.scaler.transform(features) if self.scaler is not None else features
+        return self.srv.transform(f)
+
+    def to(self, device) -> "Encoder":
+        """Move the SRV to ``device``."""
+        if self.srv is not None:
+            self.srv.to(device)
+        return self
+
+    def state(self) -> dict:
+        """Featurizer (JSON), scaler and SRV states, each SRV/scaler with its own format tag."""
+        self._check_fitted()
+        return {"featurizer": self.featurizer.state(), "scaler": state_of(self.scaler, "scaler"),
+                "srv": state_of(self.srv, "srv")}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Encoder":
+        return cls(featurizer=featurizer_from_state(state["featurizer"]),
+                   scaler=object_from(state["scaler"], "scaler"), srv=object_from(state["srv"], "srv"))
+
+    def __repr__(self) -> str:
+        m = getattr(self, "n_components_", None)
+        return (f"Encoder({type(self.featurizer).__name__} -> {type(self.scaler).__name__} -> "
+                f"{type(self.srv).__name__}, m={m})")
 
 
 def iter_featurize(files, topology: md.Topology, featurizer, chunk: int = 10_000, stride: int = 1,

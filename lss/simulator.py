@@ -31,11 +31,18 @@ of trajectories, steps, start, seed, device) therefore gives the same trajectori
 ``chunk_frames`` is, and :meth:`~LatentSpaceSimulator.generate` and
 :meth:`~LatentSpaceSimulator.generate_to_disk` agree frame for frame.
 
-Persistence. :meth:`~LatentSpaceSimulator.save` writes one torch file (format tag
-``lss.simulator/1``) with the three networks' states (each with its own format tag), the feature
-scaler and featurizer configuration, the topology, the time step, the configuration, the package
-versions, the training-data fingerprint and a SHA-256 checksum of the content; :meth:`load` refuses
-files of another format or version, and truncated or damaged files, with a message that says so.
+Persistence. :meth:`~LatentSpaceSimulator.save` writes one lss archive (:mod:`lss.persist`: arrays
+and JSON, no pickle; format tag ``lss.simulator/2``) with the encoder (featurizer, scaler and SRV),
+propagator and decoder, each under its own format tag, the topology, the time step, the
+configuration, the package versions, the training-data fingerprint and a SHA-256 checksum of the
+content; :meth:`~LatentSpaceSimulator.load` never runs code from the file and refuses files of
+another format or version, and truncated or damaged files, with a message that says so.
+
+The pipeline's parts: :class:`SegmentGenerator` (propagation, seeded per segment),
+:class:`DecodeWorker` (decoding, one per thread), :class:`ChunkAssembler` (in-order chunks for the
+output) and :func:`run_pipelined` (propagation in a worker thread beside the decoding). Trajectory
+files are written by :class:`lss.trajio.TrajectoryWriter` and read back by
+:func:`lss.trajio.read_generation`.
 """
 from __future__ import annotations
 
@@ -52,11 +59,17 @@ import mdtraj as md
 import numpy as np
 import torch
 
-from .persist import Persistable, content_hash, object_from, package_versions, read_state, state_of, write_state
+from typing import Iterator
+
+from . import cwgan, mdn, srv  # noqa: F401  (their classes register the format tags a simulator file holds)
+from .base import Estimator
+from .features import Encoder
+from .persist import content_hash, object_from, package_versions, read_state, state_of, write_state
+from .trajio import (FORMATS, GENERATION_FORMAT, TrajectoryWriter, pdb_text, time_factor_ps, topology_from_dict,
+                     topology_to_dict)
 from .utils import get_device, torch_threads
 
 _FORMAT = "lss.simulator/2"
-_GENERATION_FORMAT = "lss.simulator.generation/1"
 
 #: Lag steps per seeded segment of propagation and decoding.
 SEGMENT_STEPS = 100
@@ -67,19 +80,10 @@ DECODE_BATCH = 2048
 #: Default bound on the frames decoded and held at once by :meth:`LatentSpaceSimulator.generate_to_disk`.
 DEFAULT_CHUNK_FRAMES = 262_144
 
-#: Trajectory formats of :meth:`LatentSpaceSimulator.generate_to_disk`.
-FORMATS = ("dcd", "xtc", "h5")
-
-_TIME_FACTORS_PS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6, "ms": 1e9}
-_FEATURIZERS = ("CAFeaturizer", "AllAtomFeaturizer")
+_time_factor = time_factor_ps
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _time_factor(unit: str) -> float:
-    if unit not in _TIME_FACTORS_PS:
-        raise ValueError(f"time_unit must be one of {sorted(_TIME_FACTORS_PS)}, got {unit!r}")
-    return _TIME_FACTORS_PS[unit]
-
 
 def _positive_int(v, name: str, allow_zero: bool = False) -> int:
     ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -89,67 +93,16 @@ def _positive_int(v, name: str, allow_zero: bool = False) -> int:
     return int(v)
 
 
+def _latent_dim(est) -> int | None:
+    """Latent dimension of a propagator or decoder: ``n_components_`` (``dim_`` before lss 0.2)."""
+    m = getattr(est, "n_components_", None)
+    return m if m is not None else getattr(est, "dim_", None)
+
+
 def _segment_seeds(seed: int, group: int, segment: int) -> tuple[int, int]:
     """(propagation seed, decoding seed) of one segment of one group."""
     s = np.random.SeedSequence(seed, spawn_key=(group, segment)).generate_state(2, dtype=np.uint32)
     return int(s[0]), int(s[1])
-
-
-def topology_to_dict(top: md.Topology) -> dict:
-    """An exact, JSON-able description of an mdtraj topology (chains, residues, atoms, bonds)."""
-    chains = []
-    for c in top.chains:
-        residues = []
-        for r in c.residues:
-            residues.append({"name": r.name, "resSeq": int(r.resSeq), "segment_id": r.segment_id,
-                             "atoms": [[a.name, a.element.symbol if a.element is not None else ""]
-                                       for a in r.atoms]})
-        chains.append({"chain_id": getattr(c, "chain_id", None), "residues": residues})
-    return {"chains": chains, "bonds": [[int(a.index), int(b.index)] for a, b in top.bonds]}
-
-
-def topology_from_dict(d: dict) -> md.Topology:
-    """Inverse of :func:`topology_to_dict`."""
-    top = md.Topology()
-    for c in d["chains"]:
-        chain = top.add_chain(chain_id=c.get("chain_id"))
-        for r in c["residues"]:
-            res = top.add_residue(r["name"], chain, resSeq=r["resSeq"], segment_id=r.get("segment_id", ""))
-            for name, sym in r["atoms"]:
-                el = md.element.get_by_symbol(sym) if sym else md.element.virtual
-                top.add_atom(name, el, res)
-    atoms = list(top.atoms)
-    for i, j in d["bonds"]:
-        top.add_bond(atoms[i], atoms[j])
-    return top
-
-
-def _pdb_text(top: md.Topology, xyz: np.ndarray | None = None) -> str:
-    """PDB text of one structure (``xyz`` (n_atoms, 3) nm, zeros when None)."""
-    import tempfile
-
-    x = np.zeros((1, top.n_atoms, 3), np.float32) if xyz is None else np.asarray(xyz, np.float32)[None]
-    with tempfile.TemporaryDirectory() as d:
-        p = os.path.join(d, "t.pdb")
-        md.Trajectory(x, top).save_pdb(p)
-        return Path(p).read_text()
-
-
-def _featurizer_state(f) -> dict | None:
-    if f is None:
-        return None
-    name = type(f).__name__
-    if name not in _FEATURIZERS or type(f).__module__ != "lss.features":
-        raise ValueError(f"featurizer of type {name} cannot be saved; use one of lss.features.{_FEATURIZERS}")
-    return {"class": name, "min_separation": int(f.min_separation), "topology": topology_to_dict(f.topology)}
-
-
-def _featurizer_from_state(d: dict | None):
-    if d is None:
-        return None
-    from . import features
-
-    return getattr(features, d["class"])(topology_from_dict(d["topology"]), min_separation=d["min_separation"])
 
 
 # -------------------------------------------------------------------------------------- results
@@ -227,127 +180,211 @@ class GeneratedEnsemble:
                 f"timestep={self.timestep:g} {self.time_unit}, decoded={self.xyz is not None}, seed={self.seed})")
 
 
-class PeakMemory:
-    """Context manager: the peak resident memory (RSS, MB) of this process while it is active.
+# ------------------------------------------------------------------------ the generation pipeline
+@dataclass
+class Segment:
+    """One propagated segment of one group of trajectories (up to ``SEGMENT_STEPS`` lag steps).
 
-    Samples ``psutil.Process().memory_info().rss`` every ``interval`` seconds in a thread (the whole
-    process: interpreter, torch and data included). ``peak_mb`` holds the result.
+    Attributes
+    ----------
+    seq : int
+        Position in the generation order (group by group, segment by segment).
+    group, segment : int
+        Indices that seed the segment (:func:`_segment_seeds`).
+    rows : slice
+        Trajectories of the group.
+    frame_start : int
+        Frame of ``latent[:, 0]`` in the trajectories (0 for the first segment, which includes the start).
+    latent : np.ndarray, shape (n_group, k, m), float32
+    xyz : np.ndarray, shape (n_group, k, n_atoms, 3), float32, nm, or None until decoded
     """
 
-    def __init__(self, interval: float = 0.02):
-        self.interval, self.peak_mb = interval, float("nan")
-        self._stop = threading.Event()
+    seq: int
+    group: int
+    segment: int
+    rows: slice
+    frame_start: int
+    latent: np.ndarray
+    xyz: np.ndarray | None = None
 
-    @staticmethod
-    def rss_mb() -> float:
-        import psutil
 
-        return psutil.Process().memory_info().rss / 2**20
+class SegmentGenerator:
+    """Propagates every group of trajectories segment by segment, in order, with per-segment seeds.
 
-    def _watch(self):
-        while not self._stop.wait(self.interval):
-            self.peak_mb = max(self.peak_mb, self.rss_mb())
+    Iterating yields :class:`Segment` objects (undecoded). The seeds depend only on the seed, the
+    group and the segment, so the trajectories do not depend on how segments are later chunked.
+    """
 
-    def __enter__(self) -> "PeakMemory":
-        self.peak_mb = self.rss_mb()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
+    def __init__(self, propagator, x0: np.ndarray, n_steps: int, seed: int, device, single_thread: bool):
+        self.propagator, self.x0, self.n_steps, self.seed = propagator, x0, n_steps, seed
+        self.device, self.threads = str(device), (1 if single_thread else None)
+        self.groups = [(g0, min(g0 + GROUP_TRAJ, len(x0))) for g0 in range(0, len(x0), GROUP_TRAJ)]
+        self.n_segments = max(1, -(-n_steps // SEGMENT_STEPS))
+        self.clipped = 0.0                 # clipped fraction x coordinates, summed
+        self.n_propagated = 0
+        self.wall_s = self.cpu_s = 0.0
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self.rss_mb())
+    def __len__(self) -> int:
+        return len(self.groups) * self.n_segments
+
+    @property
+    def clipped_fraction(self) -> float:
+        return self.clipped / self.n_propagated if self.n_propagated else 0.0
+
+    def __iter__(self) -> Iterator[Segment]:
+        seq = 0
+        for gi, (g0, g1) in enumerate(self.groups):
+            x = self.x0[g0:g1]
+            for s in range(self.n_segments):
+                t0 = s * SEGMENT_STEPS
+                k = min(SEGMENT_STEPS, self.n_steps - t0)
+                tic, cpu = time.perf_counter(), time.thread_time()
+                if k > 0:
+                    lat = self.propagator.sample(x, k, random_state=_segment_seeds(self.seed, gi, s)[0],
+                                                 device=self.device, threads=self.threads)
+                    self.clipped += getattr(self.propagator, "clipped_fraction_", 0.0) * (g1 - g0) * k
+                    self.n_propagated += (g1 - g0) * k
+                    x = lat[:, -1]
+                else:
+                    lat = x[:, None, :].astype(np.float32)
+                self.wall_s += time.perf_counter() - tic
+                self.cpu_s += time.thread_time() - cpu
+                yield Segment(seq, gi, s, slice(g0, g1), 0 if s == 0 else t0 + 1,
+                              np.ascontiguousarray(lat if s == 0 else lat[:, 1:]))
+                seq += 1
+
+
+class DecodeWorker:
+    """Decodes segments with one decoder (one per thread), seeded per segment; keeps its own timings."""
+
+    def __init__(self, decoder, seed: int, device, n_atoms: int):
+        self.decoder, self.seed, self.device, self.n_atoms = decoder, seed, str(device), n_atoms
+        self.wall_s = self.cpu_s = 0.0
+
+    def __call__(self, seg: Segment) -> Segment:
+        tic, cpu = time.perf_counter(), time.thread_time()
+        n_g, k, m = seg.latent.shape
+        seg.xyz = self.decoder.generate(seg.latent.reshape(-1, m), random_state=_segment_seeds(self.seed, seg.group,
+                                                                                                seg.segment)[1],
+                                        batch_size=DECODE_BATCH, device=self.device).reshape(n_g, k, self.n_atoms, 3)
+        self.wall_s += time.perf_counter() - tic
+        self.cpu_s += time.thread_time() - cpu
+        return seg
+
+
+class ChunkAssembler:
+    """Collects segments in order and hands them to ``sink`` a chunk at a time.
+
+    ``sink(rows, blocks)`` gets consecutive blocks ``(frame_start, latent (n_g, k, m), xyz (n_g, k,
+    n_atoms, 3) or None)`` of one group, at most ``per_chunk`` segments (at least one).
+    """
+
+    def __init__(self, sink, per_chunk: int, bar=None):
+        self.sink, self.per_chunk, self.bar = sink, per_chunk, bar
+        self.pending: list[Segment] = []
+        self.chunks: list[int] = []
+
+    def add(self, seg: Segment):
+        if self.pending and (self.pending[0].group != seg.group or len(self.pending) >= self.per_chunk):
+            self.flush()
+        self.pending.append(seg)
+
+    def flush(self):
+        if not self.pending:
+            return
+        blocks = [(s.frame_start, s.latent, s.xyz) for s in self.pending]
+        self.sink(self.pending[0].rows, blocks)
+        n = int(sum(b[1].shape[0] * b[1].shape[1] for b in blocks))
+        self.chunks.append(n)
+        if self.bar is not None:
+            self.bar.update(n)
+        self.pending.clear()
+
+
+def run_pipelined(segments: SegmentGenerator, decode_main: DecodeWorker, decode_helper: DecodeWorker,
+                  assemble: ChunkAssembler):
+    """Propagate in a worker thread while the calling thread decodes; hand segments to ``assemble`` in order.
+
+    The worker puts propagated segments on a small queue; once the propagation is done it decodes
+    from the queue too (with its own decoder copy, ``decode_helper``), so both cores stay busy to
+    the end. Segments decoded out of order wait in a dict until their turn.
+    """
+    q: queue.Queue = queue.Queue(maxsize=4)
+    done: dict[int, Segment] = {}
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def put(seg) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(seg, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
         return False
 
+    def work():
+        try:
+            with torch.inference_mode():
+                for seg in segments:
+                    if not put(seg):
+                        return
+                while not stop.is_set():             # then help decoding
+                    try:
+                        seg = q.get_nowait()
+                    except queue.Empty:
+                        return
+                    decode_helper(seg)
+                    with lock:
+                        done[seg.seq] = seg
+        except BaseException as e:  # re-raised in the calling thread
+            errors.append(e)
 
-# ------------------------------------------------------------------------------------- writers
-class _DCDAppender:
-    """A DCD file written frame block by frame block with one ``write`` call per block.
-
-    mdtraj's DCD writer issues about 14 unbuffered system calls per frame (three Fortran records and
-    a header update): measured here about 12 us of CPU per frame, 12 s for the paper-sized ensemble,
-    more than generating it. Here mdtraj writes the
-    header and the first frame (so the header is exactly mdtraj's), further frames are appended as
-    one contiguous buffer of records ``[4N][x_1..x_N][4N][4N][y...][4N][4N][z...][4N]`` (angstroms,
-    native byte order, no unit cell), and the frame count fields (NSET at byte 8, NSTEP at byte 20)
-    are updated on close; the file is byte-identical to mdtraj's.
-    """
-
-    def __init__(self, path: Path):
-        self.path, self.f, self.n = Path(path), None, 0
-
-    def write(self, xyz_nm: np.ndarray):
-        x = np.asarray(xyz_nm, dtype=np.float32) * np.float32(10.0)  # nm -> angstrom
-        if self.f is None:
-            with md.formats.DCDTrajectoryFile(str(self.path), "w") as f:
-                f.write(x[:1])
-            self.f = open(self.path, "r+b")
-            self.f.seek(12)
-            self.istart, self.nsavc = np.frombuffer(self.f.read(8), dtype=np.int32)
-            self.f.seek(0, os.SEEK_END)
-            self.n, x = 1, x[1:]
-        k, n_atoms = x.shape[:2]
-        if k == 0:
-            return
-        rec = np.empty((k, 3, n_atoms + 2), dtype=np.float32)
-        marks = rec.view(np.int32)
-        marks[:, :, 0] = marks[:, :, -1] = 4 * n_atoms
-        rec[:, :, 1:-1] = x.transpose(0, 2, 1)
-        self.f.write(memoryview(rec).cast("B"))
-        self.n += k
-
-    def close(self):
-        if self.f is None:
-            return
-        self.f.seek(8)
-        self.f.write(np.array([self.n], dtype=np.int32).tobytes())
-        self.f.seek(20)
-        self.f.write(np.array([int(self.istart) + self.n * int(self.nsavc)], dtype=np.int32).tobytes())
-        self.f.close()
-        self.f = None
-
-
-class _TrajWriter:
-    """Appends frames to one trajectory file per trajectory (DCD, XTC or HDF5)."""
-
-    def __init__(self, paths: list[Path], fmt: str, topology: md.Topology):
-        self.fmt = fmt
-        self.files = []
-        for p in paths:
-            if fmt == "dcd":
-                f = _DCDAppender(p)
-            elif fmt == "xtc":
-                f = md.formats.XTCTrajectoryFile(str(p), "w")
-            else:
-                f = md.formats.HDF5TrajectoryFile(str(p), "w")
-                f.topology = topology
-            self.files.append(f)
-
-    def write(self, i: int, xyz: np.ndarray, time_ps: np.ndarray, steps: np.ndarray):
-        """Append frames ``xyz`` (k, n_atoms, 3), nm, at times ``time_ps`` (k,) to file ``i``."""
-        f = self.files[i]
-        if self.fmt == "dcd":
-            f.write(xyz)
-        elif self.fmt == "xtc":
-            f.write(xyz, time=time_ps.astype(np.float32), step=steps.astype(np.int32))
-        else:
-            f.write(coordinates=xyz, time=time_ps)
-
-    def close(self):
-        for f in self.files:
-            f.close()
+    worker = threading.Thread(target=work, name="lss-propagate", daemon=True)
+    worker.start()
+    try:
+        next_seq, total = 0, len(segments)
+        while next_seq < total:
+            if errors:
+                raise errors[0]
+            with lock:
+                ready = done.pop(next_seq, None)
+            if ready is not None:
+                assemble.add(ready)
+                next_seq += 1
+                continue
+            try:
+                seg = q.get(timeout=0.01)
+            except queue.Empty:
+                if not worker.is_alive() and q.empty():
+                    with lock:
+                        missing = next_seq not in done
+                    if missing:
+                        if errors:
+                            raise errors[0]
+                        raise RuntimeError("the propagation worker ended before all segments were made")
+                continue
+            decode_main(seg)
+            with lock:
+                done[seg.seq] = seg
+        assemble.flush()
+    finally:
+        stop.set()
+        worker.join(timeout=60)
 
 
 # ----------------------------------------------------------------------------------- simulator
-class LatentSpaceSimulator(Persistable):
+class LatentSpaceSimulator(Estimator):
     """Encoder + propagator + decoder: synthetic molecular trajectories from a latent space simulator.
 
     Parameters
     ----------
-    encoder : lss.srv.SRV or None
-        Maps scaled features ``(n_frames, n_features)`` to latent points ``(n_frames, m)``
-        (``transform``). None gives a simulator that starts from latent points only.
+    encoder : lss.features.Encoder or None
+        Maps structures to latent points ``(n_frames, m)`` (featurizer -> scaler -> SRV, one object).
+        None gives a simulator that starts from latent points only. (Before lss 0.2 this was the SRV,
+        with ``featurizer=`` and ``scaler=`` beside it; that form is still accepted, with a warning,
+        and wrapped into an ``Encoder``.)
     propagator : lss.mdn.MDNPropagator
         Fitted latent propagator; its ``lag`` is in frames of its training data.
     decoder : lss.cwgan.CWGAN
@@ -360,10 +397,6 @@ class LatentSpaceSimulator(Persistable):
         step is ``propagator.lag * frame_time``.
     time_unit : str
         ``'fs'``, ``'ps'``, ``'ns'``, ``'us'`` (``'ns'`` of *model time* for the Go-model data).
-    featurizer : lss.features.CAFeaturizer or AllAtomFeaturizer, optional
-        Computes the encoder's (unscaled) features from structures; needed to start from a structure.
-    scaler : lss.features.FeatureScaler, optional
-        Standardises the features as in training (applied after the featurizer when given).
     config : dict, optional
         JSON-able description of how the networks were made (profile, hyperparameters, ...).
     data_fingerprint : str, optional
@@ -378,14 +411,30 @@ class LatentSpaceSimulator(Persistable):
         The propagator's lag, frames of its training data.
     timestep : float
         Time of one generated step, ``lag * frame_time``, in ``time_unit``.
-    n_atoms, latent_dim : int
+    n_components_ : int
+        The latent dimension ``m`` (the propagator's).
+    n_atoms : int
     """
 
     _format = _FORMAT
+    _fitted_attr = "propagator"
 
     def __init__(self, encoder, propagator, decoder, topology: md.Topology, frame_time: float,
-                 time_unit: str = "ps", featurizer=None, scaler=None, config: dict | None = None,
-                 data_fingerprint: str | None = None, start_latent=None):
+                 time_unit: str = "ps", config: dict | None = None, data_fingerprint: str | None = None,
+                 start_latent=None, **legacy):
+        featurizer, scaler = legacy.pop("featurizer", None), legacy.pop("scaler", None)
+        if legacy:
+            raise TypeError(f"LatentSpaceSimulator got unexpected keyword argument(s) {sorted(legacy)}")
+        if encoder is not None and not isinstance(encoder, Encoder):
+            import warnings
+
+            warnings.warn("LatentSpaceSimulator(encoder=srv, featurizer=..., scaler=...) is now "
+                          "LatentSpaceSimulator(encoder=lss.features.Encoder(featurizer, scaler, srv))",
+                          FutureWarning, stacklevel=2)
+            encoder = Encoder(featurizer, scaler, encoder) if featurizer is not None else None
+        elif featurizer is not None or scaler is not None:
+            raise ValueError("featurizer and scaler belong to the Encoder; give encoder=Encoder(featurizer, "
+                             "scaler, srv)")
         if propagator is None or not hasattr(propagator, "sample"):
             raise ValueError("propagator must be a fitted lss.mdn.MDNPropagator (it has no sample method)")
         if decoder is None or not hasattr(decoder, "generate"):
@@ -398,17 +447,18 @@ class LatentSpaceSimulator(Persistable):
         n_atoms = getattr(decoder, "n_atoms_", topology.n_atoms)
         if n_atoms != topology.n_atoms:
             raise ValueError(f"topology has {topology.n_atoms} atoms but the decoder makes {n_atoms}")
-        m_prop, m_dec = getattr(propagator, "dim_", None), getattr(decoder, "dim_", None)
+        m_prop, m_dec = _latent_dim(propagator), _latent_dim(decoder)
         if m_prop is not None and m_dec is not None and m_prop != m_dec:
             raise ValueError(f"propagator latent dimension {m_prop} differs from the decoder's {m_dec}")
+        m_enc = getattr(encoder, "n_components_", None)
+        if m_enc is not None and m_prop is not None and m_enc != m_prop:
+            raise ValueError(f"the encoder makes {m_enc} latent coordinates but the propagator takes {m_prop}")
         self.encoder = encoder
         self.propagator = propagator
         self.decoder = decoder
         self.topology = topology
         self.frame_time = float(frame_time)
         self.time_unit = time_unit
-        self.featurizer = featurizer
-        self.scaler = scaler
         self.config = dict(config or {})
         self.data_fingerprint = data_fingerprint
         self.start_latent = None if start_latent is None else self._as_latent(start_latent, "start_latent")
@@ -420,8 +470,24 @@ class LatentSpaceSimulator(Persistable):
         return int(self.propagator.lag)
 
     @property
+    def n_components_(self) -> int:
+        """The latent dimension ``m`` (the propagator's)."""
+        return int(_latent_dim(self.propagator))
+
+    @property
     def latent_dim(self) -> int:
-        return int(self.propagator.dim_)
+        """Deprecated name of ``n_components_``."""
+        return self.n_components_
+
+    @property
+    def featurizer(self):
+        """The encoder's featurizer (None without an encoder)."""
+        return None if self.encoder is None else self.encoder.featurizer
+
+    @property
+    def scaler(self):
+        """The encoder's feature scaler (None without an encoder)."""
+        return None if self.encoder is None else self.encoder.scaler
 
     @property
     def n_atoms(self) -> int:
@@ -437,13 +503,13 @@ class LatentSpaceSimulator(Persistable):
         return self.timestep * _time_factor(self.time_unit)
 
     def __repr__(self) -> str:
-        return (f"LatentSpaceSimulator(m={self.latent_dim}, n_atoms={self.n_atoms}, lag={self.lag} frames, "
+        return (f"LatentSpaceSimulator(m={self.n_components_}, n_atoms={self.n_atoms}, lag={self.lag} frames, "
                 f"timestep={self.timestep:g} {self.time_unit}, encoder={type(self.encoder).__name__}, "
                 f"propagator={type(self.propagator).__name__}, decoder={type(self.decoder).__name__})")
 
     # -------------------------------------------------------------------------- encode, decode
     def _as_latent(self, x, name: str) -> np.ndarray:
-        m = self.latent_dim
+        m = self.n_components_
         x = np.asarray(x, dtype=np.float64)
         if x.ndim == 1:
             x = x[None, :]
@@ -454,7 +520,7 @@ class LatentSpaceSimulator(Persistable):
         return x
 
     def encode(self, structures) -> np.ndarray:
-        """Latent points of structures: featurizer -> scaler -> encoder.
+        """Latent points of structures (the :class:`~lss.features.Encoder`: featurizer -> scaler -> SRV).
 
         Parameters
         ----------
@@ -466,26 +532,13 @@ class LatentSpaceSimulator(Persistable):
         -------
         latent : np.ndarray, shape (k, m), float32
         """
-        if self.encoder is None or self.featurizer is None:
-            raise ValueError("start: this simulator has no encoder and featurizer, so it cannot start from a "
-                             "structure; give start_latent instead")
-        n_feat_atoms = self.featurizer.topology.n_atoms
-        if isinstance(structures, md.Trajectory):
-            ca = structures.topology.select("name CA")
-            if structures.n_atoms != n_feat_atoms and len(ca) == n_feat_atoms \
-                    and all(a.name == "CA" for a in self.featurizer.topology.atoms):
-                structures = structures.atom_slice(ca)  # an all-atom structure for a C-alpha model
-        else:
-            structures = np.asarray(structures, dtype=np.float32)
-            if structures.ndim == 2:
-                structures = structures[None]
-        feats = self.featurizer.transform(structures)
-        if self.scaler is not None:
-            feats = self.scaler.transform(feats)
-        z = np.asarray(self.encoder.transform(np.asarray(feats, dtype=np.float32)), dtype=np.float32)
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+        if self.encoder is None:
+            raise ValueError("start: this simulator has no encoder, so it cannot start from a structure; "
+                             "give start_latent instead")
+        z = self.encoder.transform(structures)
+        if z.ndim != 2 or z.shape[1] != self.n_components_:
             raise ValueError(f"the encoder returns {z.shape[-1]} latent coordinates but the propagator has "
-                             f"{self.latent_dim}")
+                             f"{self.n_components_}")
         return z
 
     def decode(self, latent, random_state: int | None = None, device: str | None = None) -> np.ndarray:
@@ -515,7 +568,7 @@ class LatentSpaceSimulator(Persistable):
         elif self.start_latent is not None:
             x0 = self.start_latent
         elif getattr(self.decoder, "reference_", None) is not None and self.encoder is not None \
-                and self.featurizer is not None and self.featurizer.topology.n_atoms == self.n_atoms:
+                and self.encoder.featurizer.topology.n_atoms == self.n_atoms:
             x0 = self.encode(self.decoder.reference_).astype(np.float64)
         else:
             raise ValueError("start: no start given and this simulator has no default (start_latent) nor an "
@@ -536,166 +589,41 @@ class LatentSpaceSimulator(Persistable):
     def _run(self, x0, n_steps, seed, device, decode, chunk_frames, pipeline, progress, sink):
         """Propagate and decode group by group, segment by segment; hand chunks to ``sink`` in order.
 
-        ``sink(traj_slice, blocks)`` gets consecutive blocks ``(frame_start, latent (n_g, k, m),
-        xyz (n_g, k, n_atoms, 3) or None)`` of one group, at most ``chunk_frames`` frames in all
-        (at least one segment). With ``pipeline`` (and ``decode``) a worker thread propagates while
-        the calling thread decodes; once the propagation is done the worker decodes too (with its
-        own copy of the decoder), so both cores stay busy to the end.
-
-        Returns a dict: ``clipped`` fraction, wall and CPU (thread) seconds of each stage (``prop_s``,
-        ``prop_cpu_s``, ``dec_s``, ``dec_cpu_s``; decoding summed over threads) and ``chunks``
-        (frames per sink call).
+        The parts: a :class:`SegmentGenerator` propagates, :class:`DecodeWorker` objects decode, a
+        :class:`ChunkAssembler` groups segments into chunks of at most ``chunk_frames`` frames for
+        ``sink``; with ``pipeline`` (and ``decode``) :func:`run_pipelined` runs propagation in a worker
+        thread beside the decoding. Returns the ``clipped`` fraction, wall and CPU (thread) seconds
+        of each stage (``prop_s``, ``prop_cpu_s``, ``dec_s``, ``dec_cpu_s``; decoding summed over
+        threads) and ``chunks`` (frames per sink call).
         """
         from tqdm.auto import tqdm
 
         dev = get_device(device or self.device)
-        n_traj, m, a = len(x0), self.latent_dim, self.n_atoms
-        n_seg = max(1, -(-n_steps // SEGMENT_STEPS))
-        groups = [(g0, min(g0 + GROUP_TRAJ, n_traj)) for g0 in range(0, n_traj, GROUP_TRAJ)]
-        total_tasks = len(groups) * n_seg
         on_cpu = dev.type == "cpu"
         pipeline = bool(pipeline and decode)
-        seg_frames = min(GROUP_TRAJ, n_traj) * max(1, min(SEGMENT_STEPS, n_steps))
-        seg_per_chunk = max(1, chunk_frames // seg_frames)
-        stats = {"clip": 0.0, "n_clip": 0, "prop_s": 0.0, "prop_cpu_s": 0.0, "chunks": []}
-        dec_stats: dict = {}          # per thread: [wall, cpu]
-
-        def propagate_all(emit):
-            """Propagate every group, segment by segment; ``emit(task)`` each; stop when it returns False."""
-            seq = 0
-            for gi, (g0, g1) in enumerate(groups):
-                x = x0[g0:g1]
-                for s in range(n_seg):
-                    t0 = s * SEGMENT_STEPS
-                    k = min(SEGMENT_STEPS, n_steps - t0)
-                    ps, _ = _segment_seeds(seed, gi, s)
-                    tic, cpu = time.perf_counter(), time.thread_time()
-                    if k > 0:
-                        lat = self.propagator.sample(x, k, random_state=ps, device=str(dev),
-                                                     threads=1 if on_cpu else None)
-                        stats["clip"] += getattr(self.propagator, "clipped_fraction_", 0.0) * (g1 - g0) * k
-                        stats["n_clip"] += (g1 - g0) * k
-                        x = lat[:, -1]
-                    else:
-                        lat = x[:, None, :].astype(np.float32)
-                    stats["prop_s"] += time.perf_counter() - tic
-                    stats["prop_cpu_s"] += time.thread_time() - cpu
-                    block = np.ascontiguousarray(lat if s == 0 else lat[:, 1:])
-                    if not emit((seq, gi, g0, g1, s, 0 if s == 0 else t0 + 1, block)):
-                        return
-                    seq += 1
-
-        def decode_task(task, decoder):
-            """Decoded structures (n_g, k, n_atoms, 3) of one propagated segment."""
-            _, gi, _, _, s, _, lat = task
-            tic, cpu = time.perf_counter(), time.thread_time()
-            _, ds = _segment_seeds(seed, gi, s)
-            n_g, k = lat.shape[:2]
-            xyz = decoder.generate(lat.reshape(-1, m), random_state=ds, batch_size=DECODE_BATCH,
-                                   device=str(dev)).reshape(n_g, k, a, 3)
-            st = dec_stats.setdefault(threading.get_ident(), [0.0, 0.0])
-            st[0] += time.perf_counter() - tic
-            st[1] += time.thread_time() - cpu
-            return xyz
-
-        bar = tqdm(total=n_traj * (n_steps + 1), desc="generate", unit="frame", unit_scale=True,
+        segments = SegmentGenerator(self.propagator, x0, n_steps, seed, dev, single_thread=on_cpu)
+        seg_frames = min(GROUP_TRAJ, len(x0)) * max(1, min(SEGMENT_STEPS, n_steps))
+        bar = tqdm(total=len(x0) * (n_steps + 1), desc="generate", unit="frame", unit_scale=True,
                    disable=not progress, mininterval=0.5)
-        pending: list = []            # in-order (task, xyz) of the chunk being assembled
-
-        def flush():
-            if pending:
-                g0, g1 = pending[0][0][2], pending[0][0][3]
-                blocks = [(t[5], t[6], xyz) for t, xyz in pending]
-                sink(slice(g0, g1), blocks)
-                n = sum(b[1].shape[0] * b[1].shape[1] for b in blocks)
-                stats["chunks"].append(int(n))
-                bar.update(n)
-                pending.clear()
-
-        def handle(task, xyz):
-            if pending and (pending[0][0][1] != task[1] or len(pending) >= seg_per_chunk):
-                flush()
-            pending.append((task, xyz))
-
+        assemble = ChunkAssembler(sink, max(1, chunk_frames // seg_frames), bar)
+        decoders = [DecodeWorker(self.decoder, seed, dev, self.n_atoms)]
         # pipeline on a CPU: one torch thread per Python thread (two threads, two cores); sequential:
         # the propagator runs on one thread (MDNPropagator.sample's default) and decoding on torch's setting
-        threads_ctx = torch_threads(1) if (on_cpu and pipeline) else torch_threads(None)
-        worker = None
-        stop = threading.Event()
         try:
-            with threads_ctx, torch.inference_mode():
-                if not pipeline:
-                    def emit(task):
-                        handle(task, decode_task(task, self.decoder) if decode else None)
-                        return True
-                    propagate_all(emit)
+            with torch_threads(1) if (on_cpu and pipeline) else torch_threads(None), torch.inference_mode():
+                if pipeline:
+                    # the worker's own decoder copy: no module shared by threads
+                    decoders.append(DecodeWorker(copy.deepcopy(self.decoder), seed, dev, self.n_atoms))
+                    run_pipelined(segments, decoders[0], decoders[1], assemble)
                 else:
-                    q: queue.Queue = queue.Queue(maxsize=4)
-                    results: dict = {}
-                    lock = threading.Lock()
-                    errors: list = []
-                    helper = copy.deepcopy(self.decoder)    # the worker's own copy: no module shared by threads
-
-                    def put(task) -> bool:
-                        while not stop.is_set():
-                            try:
-                                q.put(task, timeout=0.1)
-                                return True
-                            except queue.Full:
-                                continue
-                        return False
-
-                    def work():
-                        try:
-                            with torch.inference_mode():
-                                propagate_all(put)
-                                while not stop.is_set():     # then help decoding
-                                    try:
-                                        task = q.get_nowait()
-                                    except queue.Empty:
-                                        return
-                                    xyz = decode_task(task, helper)
-                                    with lock:
-                                        results[task[0]] = (task, xyz)
-                        except BaseException as e:  # re-raised in the calling thread
-                            errors.append(e)
-
-                    worker = threading.Thread(target=work, name="lss-propagate", daemon=True)
-                    worker.start()
-                    next_seq = 0
-                    while next_seq < total_tasks:
-                        if errors:
-                            raise errors[0]
-                        with lock:
-                            ready = results.pop(next_seq, None)
-                        if ready is not None:
-                            handle(*ready)
-                            next_seq += 1
-                            continue
-                        try:
-                            task = q.get(timeout=0.01)
-                        except queue.Empty:
-                            if not worker.is_alive() and q.empty():
-                                with lock:
-                                    missing = next_seq not in results
-                                if missing:
-                                    if errors:
-                                        raise errors[0]
-                                    raise RuntimeError("the propagation worker ended before all segments were made")
-                            continue
-                        xyz = decode_task(task, self.decoder)
-                        with lock:
-                            results[task[0]] = (task, xyz)
-                flush()
+                    for seg in segments:
+                        assemble.add(decoders[0](seg) if decode else seg)
+                    assemble.flush()
         finally:
-            stop.set()
-            if worker is not None:
-                worker.join(timeout=60)
             bar.close()
-        stats["clipped"] = stats["clip"] / stats["n_clip"] if stats["n_clip"] else 0.0
-        stats["dec_s"] = sum(v[0] for v in dec_stats.values())
-        stats["dec_cpu_s"] = sum(v[1] for v in dec_stats.values())
-        return stats
+        return {"clipped": segments.clipped_fraction, "prop_s": segments.wall_s, "prop_cpu_s": segments.cpu_s,
+                "dec_s": sum(d.wall_s for d in decoders), "dec_cpu_s": sum(d.cpu_s for d in decoders),
+                "chunks": assemble.chunks}
 
     def generate(self, n_traj: int, n_steps: int, start=None, start_latent=None,
                  random_state: int | None = None, device: str | None = None, decode: bool = True,
@@ -746,7 +674,7 @@ class LatentSpaceSimulator(Persistable):
         n_traj, n_steps, chunk_frames, seed = self._check_request(n_traj, n_steps, chunk_frames, random_state)
         x0 = self._start_points(n_traj, start, start_latent)
         n_frames = n_steps + 1
-        latent = np.empty((n_traj, n_frames, self.latent_dim), dtype=np.float32)
+        latent = np.empty((n_traj, n_frames, self.n_components_), dtype=np.float32)
         xyz = np.empty((n_traj, n_frames, self.n_atoms, 3), dtype=np.float32) if decode else None
 
         def sink(sl, blocks):
@@ -810,7 +738,7 @@ class LatentSpaceSimulator(Persistable):
             raise FileExistsError(f"{out} already holds a generation (generation.json); pass overwrite=True "
                                   f"(--overwrite) or choose another directory")
         meta_path.unlink(missing_ok=True)
-        n_frames, m = n_steps + 1, self.latent_dim
+        n_frames, m = n_steps + 1, self.n_components_
         width = max(3, len(str(n_traj - 1)))
         names = [f"{prefix}_{i:0{width}d}.{fmt}" for i in range(n_traj)]
         dt_ps = self.timestep_ps
@@ -820,7 +748,7 @@ class LatentSpaceSimulator(Persistable):
             lat_offset = mm.offset
             del mm
             lat_file = open(out / "latent.npy", "r+b")
-        writer = _TrajWriter([out / n for n in names], fmt, self.topology)
+        writer = TrajectoryWriter([out / n for n in names], fmt, self.topology)
         pdb_written = [False]
 
         def sink(sl, blocks):
@@ -848,11 +776,11 @@ class LatentSpaceSimulator(Persistable):
                 lat_file.close()
         total = time.perf_counter() - tic
         meta = {
-            "format": _GENERATION_FORMAT, "n_traj": n_traj, "n_steps": n_steps, "n_frames": n_frames,
-            "n_atoms": self.n_atoms, "latent_dim": m, "trajectory_format": fmt, "files": names,
+            "format": GENERATION_FORMAT, "n_traj": n_traj, "n_steps": n_steps, "n_frames": n_frames,
+            "n_atoms": self.n_atoms, "n_components": m, "trajectory_format": fmt, "files": names,
             "topology": "topology.pdb", "latent": "latent.npy" if save_latent else None,
             "timestep": self.timestep, "time_unit": self.time_unit, "timestep_ps": dt_ps,
-            "lag_frames": self.lag, "frame_time": self.frame_time,
+            "lag": self.lag, "frame_time": self.frame_time,
             "time_note": ("frame t of every trajectory is at t * timestep; DCD files do not store it"
                           if fmt == "dcd" else "frame times (ps) are also stored in the trajectory files"),
             "seed": seed, "clipped_fraction": st["clipped"], "chunk_frames": chunk_frames,
@@ -876,10 +804,8 @@ class LatentSpaceSimulator(Persistable):
             "encoder": state_of(self.encoder, "encoder"),
             "propagator": state_of(self.propagator, "propagator"),
             "decoder": state_of(self.decoder, "decoder"),
-            "scaler": state_of(self.scaler, "scaler"),
-            "featurizer": _featurizer_state(self.featurizer),
             "topology": topology_to_dict(self.topology),
-            "topology_pdb": _pdb_text(self.topology, ref),
+            "topology_pdb": pdb_text(self.topology, ref),
             "frame_time": self.frame_time, "time_unit": self.time_unit,
             "config": self.config, "data_fingerprint": self.data_fingerprint,
             "start_latent": self.start_latent,
@@ -891,8 +817,7 @@ class LatentSpaceSimulator(Persistable):
                    propagator=object_from(state["propagator"], "propagator", path),
                    decoder=object_from(state["decoder"], "decoder", path),
                    topology=topology_from_dict(state["topology"]), frame_time=state["frame_time"],
-                   time_unit=state["time_unit"], featurizer=_featurizer_from_state(state["featurizer"]),
-                   scaler=object_from(state["scaler"], "scaler", path), config=state["config"],
+                   time_unit=state["time_unit"], config=state["config"],
                    data_fingerprint=state["data_fingerprint"], start_latent=state["start_latent"])
 
     def checksum(self) -> str:
@@ -939,7 +864,7 @@ class LatentSpaceSimulator(Persistable):
 
     def to(self, device: str) -> "LatentSpaceSimulator":
         """Move all networks to ``device`` (and generate there by default)."""
-        get_device(device)
+        get_device(str(device))
         self.device = str(device)
         for est in (self.encoder, self.propagator, self.decoder):
             if est is not None and hasattr(est, "to"):
@@ -948,13 +873,28 @@ class LatentSpaceSimulator(Persistable):
 
     def info(self) -> dict:
         """A JSON-able summary: sizes, time step, configuration, fingerprint, versions."""
-        return {"latent_dim": self.latent_dim, "n_atoms": self.n_atoms, "lag_frames": self.lag,
+        return {"n_components": self.n_components_, "n_atoms": self.n_atoms, "lag": self.lag,
                 "frame_time": self.frame_time, "time_unit": self.time_unit, "timestep": self.timestep,
                 "timestep_ps": self.timestep_ps,
-                "encoder": type(self.encoder).__name__ if self.encoder is not None else None,
+                "encoder": repr(self.encoder) if self.encoder is not None else None,
                 "propagator": type(self.propagator).__name__, "decoder": type(self.decoder).__name__,
                 "featurizer": type(self.featurizer).__name__ if self.featurizer is not None else None,
                 "scaler": type(self.scaler).__name__ if self.scaler is not None else None,
                 "default_start_points": None if self.start_latent is None else len(self.start_latent),
                 "data_fingerprint": self.data_fingerprint, "config": self.config,
                 "versions": getattr(self, "versions_", None)}
+
+
+def __getattr__(name):
+    # PeakMemory moved to benchmarks/memory.py (a measuring tool, not part of the simulator); this
+    # alias loads it from there until benchmarks/generation.py imports it directly.
+    if name == "PeakMemory":
+        import importlib.util
+
+        from .paths import root
+
+        spec = importlib.util.spec_from_file_location("lss_benchmarks_memory", root() / "benchmarks" / "memory.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod.PeakMemory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from lss import persist
+from lss import persist, trajio
 from lss import simulator as simmod
 from lss.cli import main as cli_main
 from lss.cwgan import CWGAN
-from lss.features import CAFeaturizer, FeatureScaler
+from lss.features import CAFeaturizer, Encoder, FeatureScaler
 from lss.gomodel import native_structure
 from lss.mdn import MDNPropagator
 from lss.simulator import SEGMENT_STEPS, LatentSpaceSimulator
@@ -38,7 +38,7 @@ def parts():
     fs = scaler.transform(raw)
     srv = SRV(n_components=2, lag=1, hidden=(16,), max_epochs=2, batch_size=128, random_state=0).fit(fs)
     lat = srv.transform(fs)
-    mdn = MDNPropagator(n_components=3, lag=LAG, hidden=(16,), max_epochs=2, batch_size=128, random_state=0).fit(lat)
+    mdn = MDNPropagator(n_kernels=3, lag=LAG, hidden=(16,), max_epochs=2, batch_size=128, random_state=0).fit(lat)
     dec = CWGAN(noise_dim=4, hidden=(16,), n_epochs=1, batch_size=128, random_state=0).fit(xyz, lat)
     return dict(srv=srv, mdn=mdn, dec=dec, feat=feat, scaler=scaler, xyz=xyz, lat=lat, top=nat.topology)
 
@@ -46,8 +46,8 @@ def parts():
 @pytest.fixture(scope="module")
 def sim(parts):
     p = parts
-    return LatentSpaceSimulator(p["srv"], p["mdn"], p["dec"], p["top"], frame_time=FRAME_TIME_NS, time_unit="ns",
-                                featurizer=p["feat"], scaler=p["scaler"], config={"test": True},
+    return LatentSpaceSimulator(Encoder(p["feat"], p["scaler"], p["srv"]), p["mdn"], p["dec"], p["top"],
+                                frame_time=FRAME_TIME_NS, time_unit="ns", config={"test": True},
                                 data_fingerprint="fp-123")
 
 
@@ -219,7 +219,7 @@ def test_dcd_writer_matches_mdtraj(tmp_path):
     x = np.random.default_rng(1).normal(size=(23, 7, 3)).astype(np.float32)
     with md.formats.DCDTrajectoryFile(str(tmp_path / "ref.dcd"), "w") as f:
         f.write(x * 10)
-    w = simmod._DCDAppender(tmp_path / "mine.dcd")
+    w = trajio.DCDAppender(tmp_path / "mine.dcd")
     for a, b in ((0, 5), (5, 6), (6, 23)):
         w.write(x[a:b])
     w.close()
