@@ -101,6 +101,17 @@ class TrpcageDataset:
                 f"lengths={self.lengths}, n_features={self.n_features}, "
                 f"frame_time={self.frame_time:g} {self.time_unit})")
 
+    def featurizer(self):
+        """The featurizer that made ``features``, rebuilt from ``meta["featurizer"]``.
+
+        Returns a :class:`~lss.features.CAFeaturizer` on the dataset's C-alpha topology, or None for
+        all-atom features (their topology is not part of the dataset).
+        """
+        fz = self.meta.get("featurizer", {}) or {}
+        if fz.get("class") == "CAFeaturizer":
+            return CAFeaturizer(self.topology, min_separation=fz.get("min_separation", 3))
+        return None
+
     def to_mdtraj(self) -> list[md.Trajectory]:
         """The C-alpha trajectories as ``mdtraj.Trajectory`` objects (time in ps, from frame_time)."""
         dt = self.frame_time_ps

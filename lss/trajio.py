@@ -32,7 +32,7 @@ import numpy as np
 #: Trajectory formats written by :class:`TrajectoryWriter`.
 FORMATS = ("dcd", "xtc", "h5")
 #: Format tag of ``generation.json``.
-GENERATION_FORMAT = "lss.simulator.generation/1"
+GENERATION_FORMAT = "lss.simulator.generation/2"
 TIME_FACTORS_PS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6, "ms": 1e9}
 
 

@@ -16,7 +16,8 @@ def test_paper_fixture_extends_the_paper_profile_and_only_shrinks_sizes():
     for key in ("source", "desres_atoms", "frame_time_ps"):
         assert fixture["02_trpcage_data"][key] == paper["02_trpcage_data"][key]
     assert fixture["02_trpcage_data"]["source"] == "desres"
-    assert fixture["04_mdn"]["n_components"] == paper["04_mdn"]["n_components"] == 24
+    assert fixture["04_mdn"]["n_kernels"] == paper["04_mdn"]["n_kernels"] == 24
+    assert paper["04_mdn"]["lag"] is None            # null: the SRV lag (no sentinel values)
     for step in paper:
         assert set(paper[step]) <= set(fixture[step]), f"{step}: the fixture lost paper keys"
 
