@@ -32,53 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .persist import Persistable
-from .utils import as_trajs, get_device, torch_generator
+from .base import Estimator
+from .structure import (as_coords, as_coords_and_latent, choose_reference, project_bonds_, rmsd_to,  # noqa: F401
+                        superpose)
+from .utils import get_device, local_torch_seed, torch_generator
 
 _OPTIMIZERS = ("adam", "rmsprop")
+_SCALINGS = ("standard", "minmax")
 _DEFAULT_LR = {"adam": 1e-4, "rmsprop": 5e-5}
 _REFERENCES = ("first", "native")
-
-
-# ------------------------------------------------------------------------------------ geometry
-def superpose(xyz: np.ndarray, reference: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Superpose frames on a reference structure (optimal rotation and translation, Kabsch).
-
-    Parameters
-    ----------
-    xyz : np.ndarray, shape (n_frames, n_atoms, 3), nm
-    reference : np.ndarray, shape (n_atoms, 3), nm
-
-    Returns
-    -------
-    aligned : np.ndarray, shape (n_frames, n_atoms, 3), float32, nm
-        Each frame rotated (proper rotations only, no reflection) and translated so that its
-        RMSD to ``reference`` is minimal; the centroid of each aligned frame is the reference's.
-    """
-    xyz = np.asarray(xyz)
-    ref = np.asarray(reference, dtype=np.float64)
-    if xyz.ndim != 3 or xyz.shape[2] != 3:
-        raise ValueError(f"xyz must have shape (n_frames, n_atoms, 3), got {xyz.shape}")
-    if ref.shape != xyz.shape[1:]:
-        raise ValueError(f"reference must have shape {xyz.shape[1:]}, got {ref.shape}")
-    ref_c = ref.mean(0)
-    ref0 = ref - ref_c
-    out = np.empty(xyz.shape, dtype=np.float32)
-    for i in range(0, len(xyz), chunk):
-        x = xyz[i:i + chunk].astype(np.float64)
-        x = x - x.mean(1, keepdims=True)
-        h = np.einsum("nai,aj->nij", x, ref0)  # covariance (n, 3, 3)
-        u, _, vt = np.linalg.svd(h)
-        d = np.sign(np.linalg.det(u @ vt))
-        u[:, :, 2] *= d[:, None]  # proper rotation: flip the weakest axis when det < 0
-        out[i:i + chunk] = (x @ (u @ vt) + ref_c).astype(np.float32)
-    return out
-
-
-def rmsd_to(xyz: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """C-alpha RMSD (nm) of each frame to ``reference`` after optimal superposition; shape (n_frames,)."""
-    al = superpose(xyz, reference).astype(np.float64)
-    return np.sqrt(((al - np.asarray(reference, dtype=np.float64)) ** 2).sum(-1).mean(-1))
 
 
 # ------------------------------------------------------------------------------------ networks
@@ -92,12 +54,17 @@ def _mlp(d_in: int, hidden: tuple[int, ...], d_out: int) -> nn.Sequential:
 
 
 class _Generator(nn.Module):
-    def __init__(self, noise_dim: int, cond_dim: int, hidden: tuple[int, ...], out_dim: int):
+    """G(z, c): an MLP on the concatenated noise and condition; ``squash`` ends it in tanh."""
+
+    def __init__(self, noise_dim: int, cond_dim: int, hidden: tuple[int, ...], out_dim: int,
+                 squash: bool = True):
         super().__init__()
         self.net = _mlp(noise_dim + cond_dim, hidden, out_dim)
+        self.squash = squash
 
     def forward(self, z, c):
-        return torch.tanh(self.net(torch.cat([z, c], dim=1)))
+        y = self.net(torch.cat([z, c], dim=1))
+        return torch.tanh(y) if self.squash else y
 
 
 def _geometry_pairs(n_atoms: int, max_separation: int) -> np.ndarray:
@@ -123,7 +90,8 @@ class _Critic(nn.Module):
             self.register_buffer(name, torch.zeros(shape, dtype=torch.float32))
 
     def set_geometry(self, pairs: np.ndarray, half: np.ndarray, mid: np.ndarray, d_mean, d_std):
-        """Pairs (n_pairs, 2); coordinates in nm are ``x * half + mid``; distance standardisation."""
+        """Pairs (n_pairs, 2); coordinates in nm are ``x * half + mid`` (``half``: the scale of each
+        coordinate, ``mid``: its centre); distance standardisation."""
         n_x = len(half)
         sel = np.zeros((n_x, 3 * len(pairs)))
         for k, (i, j) in enumerate(pairs):
@@ -144,7 +112,7 @@ class _Critic(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- estimator
-class CWGAN(Persistable):
+class CWGAN(Estimator):
     """Conditional WGAN-GP decoder from latent coordinates to C-alpha structures.
 
     Parameters
@@ -159,15 +127,8 @@ class CWGAN(Persistable):
     gp_lambda : float
         Weight of the gradient penalty (WGAN-GP: 10).
     optimizer : {'adam', 'rmsprop'}
-        ``'adam'`` (default): Adam with ``betas``, as in the WGAN-GP paper; ``'rmsprop'``: RMSprop, as
-        in the authors' code. Measured (fixed seeds, one run each): on the toy molecule of the tests
-        (20,000 frames, batch 128, 3 x 64 units), the RMS error of the conditional means fell below
-        0.5 conditional sd after 30 epochs with Adam(1e-4, (0.5, 0.9)) and after 50-60 with
-        RMSprop(5e-5) (2 seeds each); on the Go-model Trp-cage of the cpu profile (72,000 frames,
-        batch 256, ``critic_separation=1``, 30 epochs) Adam(2e-4), Adam(1e-4) and RMSprop(5e-5) ended
-        within the epoch-to-epoch fluctuations of each other (mean bond error 0.000, -0.034, -0.007 nm;
-        mean Rg error -0.055, -0.029, -0.016 nm; each varies by a few 0.01 nm between epochs).
-        Adam is the default for its faster start.
+        ``'adam'``: Adam with ``betas``, as in the WGAN-GP paper; ``'rmsprop'``: RMSprop, as in the
+        authors' code.
     lr : float, optional
         Learning rate of both networks; ``None`` picks 1e-4 for Adam and 5e-5 for RMSprop.
     betas : tuple of float
@@ -180,28 +141,26 @@ class CWGAN(Persistable):
         Training epochs. One epoch is one pass of the critic over the training frames
         (``ceil(n_frames / batch_size)`` critic steps, one generator step after every ``n_critic``).
         There is no early stopping: GAN losses do not measure sample quality.
-    checkpoint_every : int, optional
-        With a ``checkpoint`` path given to :meth:`fit`, also save every this many epochs.
     ema : float
         Decay, per generator step, of an exponential moving average of the generator's weights; the
-        average is the generator that is kept, saved and used by :meth:`generate`; 0 (default) keeps
-        the last weights. The decay is ``min(ema, (1 + k) / (10 + k))`` at generator step ``k``.
-        Training itself is unchanged. Measured: on the unimodal toy molecule of the tests, 0.99 cut
-        the largest error of the conditional mean from 0.5-1.3 to 0.1-0.2 standard deviations of the
-        conditional distribution (3 seeds); on Trp-cage, whose latent points map to broad,
-        multimodal sets of structures, the averaged generator makes blurred structures (C-alpha bonds
-        0.07 nm too short after 40 epochs, against 0.03 nm without averaging after 15), hence off.
+        average is the generator that is kept, saved and used by :meth:`generate`; 0 keeps the last
+        weights. The decay is ``min(ema, (1 + k) / (10 + k))`` at generator step ``k``.
+    scaling : {'standard', 'minmax'}
+        How the superposed coordinates are put on the networks' scale. ``'minmax'`` (the paper's
+        code): each coordinate mapped to [-1, 1] by the training min and max, generator ending in
+        tanh. ``'standard'``: each coordinate standardised (mean 0, sd 1), linear generator output.
+        See the notes for why ``'standard'`` is the default.
     critic_separation : int
         The critic also sees the distances of the atom pairs ``(i, j)`` with
-        ``1 <= j - i <= critic_separation``: 0 (default) none, as in the paper; 1 the C-alpha virtual
-        bonds; 3 the local chain geometry (bonds, i/i+2 and i/i+3 distances); ``n_atoms - 1`` all
-        pairs. They are computed inside the critic from its structure input (a fixed linear map, then
-        the norm, then standardisation with the training frames' mean and sd), so the gradient
-        penalty acts through them. Not in the paper. Measured on the Go-model Trp-cage of the cpu
-        profile (Adam, 15-50 epochs): with 0 the generated C-alpha bonds spread over 0.1-0.7 nm (sd
-        0.13 nm against MD's 0.009 nm; mean 0.02-0.03 nm short); with 1, sd 0.04-0.06 nm and the mean
-        mostly within 0.01-0.02 nm; all pairs (19 for 20 atoms) kept Rg best (within 0.02 nm) but not the bonds
-        (mean 0.045 nm short, sd 0.08 nm). The notebook uses 1.
+        ``1 <= j - i <= critic_separation``: 0 none, as in the paper; 1 the C-alpha virtual bonds;
+        ``n_atoms - 1`` all pairs. They are computed inside the critic from its structure input (a
+        fixed linear map, the norm, standardisation by the training frames' mean and sd), so the
+        gradient penalty acts through them. Not in the paper.
+    fixed_bonds : bool
+        Generated structures get C-alpha virtual bonds of MD's length: each bond's length is drawn
+        from a normal distribution with the training frames' mean and sd of that bond, and the atoms
+        are moved as little as possible to match (:func:`lss.decoding.project_bonds_`). Not in the
+        paper; the Go model (and a real protein) holds these bonds stiff.
     reference : {'first', 'native'}
         Structure the training frames are superposed on (its frame is the output frame):
         ``'first'`` the first frame of the first trajectory; ``'native'`` a native structure that must
@@ -210,7 +169,8 @@ class CWGAN(Persistable):
     device : str
         ``'cpu'``, ``'cuda'`` or ``'auto'``.
     random_state : int, optional
-        Seed of the weight initialisation, batch order and all training noise.
+        Seed of the weight initialisation, batch order and all training noise (torch's and NumPy's
+        global random states are left alone).
     progress : bool
         Show a progress bar over epochs.
 
@@ -221,27 +181,36 @@ class CWGAN(Persistable):
         The superposition reference; generated structures are in its frame.
     reference_source_ : str
         ``'given'`` (passed to fit) or ``'first'``.
-    lo_, hi_ : np.ndarray, shape (n_atoms * 3,), float64, nm
-        Per-coordinate min and max of the superposed training frames (the [-1, 1] scaling).
+    x_center_, x_scale_ : np.ndarray, shape (n_atoms * 3,), float64, nm
+        Coordinates on the networks' scale are ``(x - x_center_) / x_scale_`` (mean and sd for
+        ``'standard'``, mid-range and half-range for ``'minmax'``).
     cond_mean_, cond_std_ : np.ndarray, shape (m,), float64
         Standardisation of the latent condition.
-    n_atoms_, dim_ : int
-        Atoms per structure and latent dimension ``m``.
+    bond_mean_, bond_sd_ : np.ndarray, shape (n_atoms - 1,), float64, nm
+        Per-bond length statistics of the training frames (used by ``fixed_bonds``).
+    n_atoms_ : int
+    n_components_ : int
+        Latent dimension ``m`` (the condition's width).
     history_ : dict of lists, one value per epoch
         ``critic_loss`` (including the penalty), ``generator_loss``, ``wasserstein`` (the critic's
         estimate ``E[C(x)] - E[C(G(z))]``, in critic units), ``gradient_penalty`` (without the
         lambda factor), ``time_s`` (cumulative seconds).
     fit_time_s_ : float
         Wall time of the last fit, seconds.
+
+    Notes
+    -----
+    SCALING_NOTE
     """
 
-    _format = "lss.cwgan/1"
+    _format = "lss.cwgan/2"
+    _fitted_attr = "generator_"
 
     def __init__(self, noise_dim: int = 50, hidden: tuple[int, ...] = (200, 200, 200), n_critic: int = 5,
                  gp_lambda: float = 10.0, optimizer: str = "adam", lr: float | None = None,
                  betas: tuple[float, float] = (0.5, 0.9), lr_schedule: str = "constant", batch_size: int = 256,
-                 n_epochs: int = 50, checkpoint_every: int | None = None, ema: float = 0.0,
-                 critic_separation: int = 0, reference: str = "first", device: str = "cpu",
+                 n_epochs: int = 50, ema: float = 0.0, scaling: str = "standard", critic_separation: int = 0,
+                 fixed_bonds: bool = False, reference: str = "first", device: str = "cpu",
                  random_state: int | None = None, progress: bool = False):
         self.noise_dim = noise_dim
         self.hidden = tuple(hidden)
@@ -253,34 +222,21 @@ class CWGAN(Persistable):
         self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.n_epochs = n_epochs
-        self.checkpoint_every = checkpoint_every
         self.ema = ema
+        self.scaling = scaling
         self.critic_separation = critic_separation
+        self.fixed_bonds = fixed_bonds
         self.reference = reference
         self.device = device
         self.random_state = random_state
         self.progress = progress
 
     # ----------------------------------------------------------------------------------- helpers
-    _PARAMS = ("noise_dim", "hidden", "n_critic", "gp_lambda", "optimizer", "lr", "betas", "lr_schedule",
-               "batch_size", "n_epochs", "checkpoint_every", "ema", "critic_separation", "reference", "device",
-               "random_state", "progress")
-
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._PARAMS}
-
-    def _check_fitted(self):
-        if not hasattr(self, "generator_"):
-            raise RuntimeError("this CWGAN is not fitted yet; call fit() or load()")
-
     def _check_params(self):
         for name in ("noise_dim", "n_critic", "batch_size", "n_epochs"):
             v = getattr(self, name)
             if int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.checkpoint_every is not None and (int(self.checkpoint_every) != self.checkpoint_every
-                                                  or self.checkpoint_every < 1):
-            raise ValueError(f"checkpoint_every must be None or a positive integer, got {self.checkpoint_every!r}")
         if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden!r}")
         if not 0 <= self.ema < 1:
@@ -293,46 +249,12 @@ class CWGAN(Persistable):
             raise ValueError(f"lr must be positive (or None for the optimizer's default), got {self.lr!r}")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
+        if self.scaling not in _SCALINGS:
+            raise ValueError(f"scaling must be one of {_SCALINGS}, got {self.scaling!r}")
         if int(self.critic_separation) != self.critic_separation or self.critic_separation < 0:
             raise ValueError(f"critic_separation must be a non-negative integer, got {self.critic_separation!r}")
         if self.reference not in _REFERENCES:
             raise ValueError(f"reference must be one of {_REFERENCES}, got {self.reference!r}")
-
-    @staticmethod
-    def _as_coords(coords, name: str = "coords") -> list[np.ndarray]:
-        if isinstance(coords, np.ndarray) or hasattr(coords, "shape"):
-            coords = np.asarray(coords)
-            coords = [coords] if coords.ndim == 3 else list(coords) if coords.ndim == 4 else [coords]
-        out = []
-        for i, x in enumerate(coords):
-            x = np.asarray(x, dtype=np.float32)
-            if x.ndim != 3 or x.shape[2] != 3 or x.shape[1] < 1:
-                raise ValueError(f"{name}[{i}] must have shape (n_frames, n_atoms, 3), got {x.shape}")
-            if len(x) < 1:
-                raise ValueError(f"{name}[{i}] has no frames")
-            if not np.all(np.isfinite(x)):
-                raise ValueError(f"{name}[{i}] contains NaN or inf values")
-            out.append(x)
-        if not out:
-            raise ValueError(f"{name} is empty")
-        atoms = {x.shape[1] for x in out}
-        if len(atoms) != 1:
-            raise ValueError(f"{name}: trajectories have different numbers of atoms {sorted(atoms)}")
-        return out
-
-    @staticmethod
-    def _as_latent(latent) -> list[np.ndarray]:
-        if isinstance(latent, np.ndarray) or hasattr(latent, "shape"):
-            latent = np.asarray(latent)
-            if latent.ndim == 3:
-                latent = list(latent)
-        return as_trajs(latent, "latent", min_len=1)
-
-    def _scale(self, flat):
-        return (flat - self.lo_) / (self.hi_ - self.lo_) * 2 - 1
-
-    def _cond(self, c):
-        return (c - self.cond_mean_) / self.cond_std_
 
     def _make_opt(self, params):
         lr = self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]
@@ -355,8 +277,7 @@ class CWGAN(Persistable):
             Structure to superpose on (e.g. the native structure). Required when the estimator's
             ``reference='native'``; when omitted with ``reference='first'`` the first frame is used.
         checkpoint : path, optional
-            Where to save the trained decoder (:meth:`save`): at the end, and every
-            ``checkpoint_every`` epochs when that is set. Nothing is written for a diverged epoch.
+            Where to save the trained decoder (:meth:`save`) once training has succeeded.
 
         Returns
         -------
@@ -368,72 +289,54 @@ class CWGAN(Persistable):
             Bad input, naming the parameter: wrong shapes, NaN/inf, frame counts of ``coords`` and
             ``latent`` that differ, a missing ``reference`` with ``reference='native'``.
         RuntimeError
-            A loss became NaN or infinite; the message names the epoch; no checkpoint is written
-            for it (a periodic checkpoint of an earlier, finite epoch is left in place).
+            A loss became NaN or infinite; the message names the epoch. The estimator is left as it
+            was before ``fit`` (unfitted, or with its previous fit) and nothing is written.
         """
         self._check_params()
-        coords = self._as_coords(coords, "coords")
-        latent = self._as_latent(latent)
-        if len(coords) != len(latent):
-            raise ValueError(f"latent has {len(latent)} trajectories but coords has {len(coords)}")
-        for i, (x, c) in enumerate(zip(coords, latent)):
-            if len(x) != len(c):
-                raise ValueError(f"latent[{i}] has {len(c)} frames but coords[{i}] has {len(x)}")
+        coords, latent = as_coords_and_latent(coords, latent)
         n_atoms = coords[0].shape[1]
-        if reference is not None:
-            ref = np.asarray(reference, dtype=np.float32)
-            if ref.shape != (n_atoms, 3) or not np.all(np.isfinite(ref)):
-                raise ValueError(f"reference must be a finite array of shape ({n_atoms}, 3), got {ref.shape}")
-            source = "given"
-        elif self.reference == "native":
-            raise ValueError("reference: reference='native' needs the native structure; pass "
-                             "fit(coords, latent, reference=xyz_native) or use reference='first'")
-        else:
-            ref, source = coords[0][0].copy(), "first"
+        ref, source = choose_reference(coords, reference, self.reference)
         rng = np.random.default_rng(self.random_state)
         seed_init, seed_loop = (int(s) for s in rng.integers(2**31, size=2))
 
-        # data: superpose, flatten, scale to [-1, 1]; standardise the condition
-        X = np.concatenate([superpose(x, ref) for x in coords]).reshape(-1, n_atoms * 3).astype(np.float64)
+        # data: superpose, flatten, scale; standardise the condition
+        xyz = np.concatenate([superpose(x, ref) for x in coords])
+        X = xyz.reshape(-1, n_atoms * 3).astype(np.float64)
         C = np.concatenate(latent).astype(np.float64)
-        self.reference_, self.reference_source_ = ref, source
-        self.n_atoms_, self.dim_ = n_atoms, C.shape[1]
-        self.lo_, self.hi_ = X.min(0), X.max(0)
-        span = self.hi_ - self.lo_
-        tiny = span < 1e-6
-        self.lo_[tiny] -= 1e-3  # a coordinate fixed by the superposition (e.g. a 1- or 2-atom toy)
-        self.hi_[tiny] += 1e-3
-        self.cond_mean_ = C.mean(0)
-        self.cond_std_ = C.std(0)
-        self.cond_std_[self.cond_std_ <= 0] = 1.0
+        if self.scaling == "standard":
+            center, scale = X.mean(0), X.std(0)
+        else:  # minmax: [-1, 1]
+            center, scale = (X.max(0) + X.min(0)) / 2, (X.max(0) - X.min(0)) / 2
+        scale = np.maximum(scale, 1e-3)  # a coordinate fixed by the superposition (1- or 2-atom toys)
+        cond_mean, cond_std = C.mean(0), C.std(0)
+        cond_std[cond_std <= 0] = 1.0
+        bonds = np.linalg.norm(np.diff(xyz, axis=1), axis=-1).astype(np.float64)
+        bond_mean, bond_sd = (bonds.mean(0), bonds.std(0)) if n_atoms > 1 else (np.zeros(0), np.zeros(0))
         dev = get_device(self.device)
-        Xt = torch.as_tensor(self._scale(X), dtype=torch.float32, device=dev)
-        Ct = torch.as_tensor(self._cond(C), dtype=torch.float32, device=dev)
+        Xt = torch.as_tensor((X - center) / scale, dtype=torch.float32, device=dev)
+        Ct = torch.as_tensor((C - cond_mean) / cond_std, dtype=torch.float32, device=dev)
 
-        torch.manual_seed(seed_init)
-        G = _Generator(self.noise_dim, self.dim_, self.hidden, n_atoms * 3).to(dev)
         pairs = _geometry_pairs(n_atoms, int(self.critic_separation))
-        D = _Critic(n_atoms * 3, self.dim_, self.hidden, len(pairs))
+        with local_torch_seed(seed_init):
+            G = _Generator(self.noise_dim, C.shape[1], self.hidden, n_atoms * 3,
+                           squash=self.scaling == "minmax").to(dev)
+            D = _Critic(n_atoms * 3, C.shape[1], self.hidden, len(pairs))
         if len(pairs):
-            xyz = X.reshape(-1, n_atoms, 3)
             dist = np.linalg.norm(xyz[:, pairs[:, 0]] - xyz[:, pairs[:, 1]], axis=-1)
-            D.set_geometry(pairs, (self.hi_ - self.lo_) / 2, (self.hi_ + self.lo_) / 2, dist.mean(0),
-                           np.maximum(dist.std(0), 1e-4))
-            del xyz, dist
+            D.set_geometry(pairs, scale, center, dist.mean(0), np.maximum(dist.std(0), 1e-4))
+            del dist
         D = D.to(dev)
-        del X, C
+        del X, C, xyz, bonds
         # the generator that is kept (and saved) is an exponential moving average of the trained one
         # when ema > 0; it damps the oscillations of adversarial training
         G_keep = copy.deepcopy(G).requires_grad_(False) if self.ema > 0 else G
-        self.generator_, self.critic_ = G_keep, D
         opt_g, opt_d = self._make_opt(G.parameters()), self._make_opt(D.parameters())
         for opt in (opt_g, opt_d):
             for group in opt.param_groups:
                 group["initial_lr"] = group["lr"]
         g = torch_generator(seed_loop, dev)
         n, B, lam = len(Xt), int(self.batch_size), float(self.gp_lambda)
-        self.history_ = {"critic_loss": [], "generator_loss": [], "wasserstein": [],
-                         "gradient_penalty": [], "time_s": []}
+        history = {"critic_loss": [], "generator_loss": [], "wasserstein": [], "gradient_penalty": [], "time_s": []}
         from tqdm.auto import tqdm
 
         t0, n_dsteps, n_gsteps = time.perf_counter(), 0, 0
@@ -443,8 +346,6 @@ class CWGAN(Persistable):
                 for opt in (opt_g, opt_d):
                     for group in opt.param_groups:
                         group["lr"] = group["initial_lr"] * (1 - epoch / self.n_epochs)
-            G.train()
-            D.train()
             perm = torch.randperm(n, generator=g, device=dev)
             sums = torch.zeros(4, dtype=torch.float64, device=dev)  # critic, wasserstein, gp, generator
             n_d = n_g = 0
@@ -488,20 +389,26 @@ class CWGAN(Persistable):
                 raise RuntimeError(
                     f"cWGAN training diverged at epoch {epoch}: critic loss {s[0] / n_d}, generator loss "
                     f"{s[3] / max(n_g, 1)} (non-finite); try a smaller lr (now "
-                    f"{self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]}); "
-                    f"no checkpoint was written for this run's diverged state")
-            self.history_["critic_loss"].append(float(s[0] / n_d))
-            self.history_["wasserstein"].append(float(s[1] / n_d))
-            self.history_["gradient_penalty"].append(float(s[2] / n_d))
-            self.history_["generator_loss"].append(float(s[3] / n_g) if n_g else float("nan"))
-            self.history_["time_s"].append(time.perf_counter() - t0)
+                    f"{self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]}); the estimator "
+                    f"is left unchanged and nothing was written")
+            history["critic_loss"].append(float(s[0] / n_d))
+            history["wasserstein"].append(float(s[1] / n_d))
+            history["gradient_penalty"].append(float(s[2] / n_d))
+            history["generator_loss"].append(float(s[3] / n_g) if n_g else float("nan"))
+            history["time_s"].append(time.perf_counter() - t0)
             bar.set_postfix(W=f"{s[1] / n_d:.3f}", gp=f"{s[2] / n_d:.3f}")
-            if (checkpoint is not None and self.checkpoint_every
-                    and (epoch + 1) % self.checkpoint_every == 0 and epoch + 1 < self.n_epochs):
-                self.save(checkpoint)
         bar.close()
         G_keep.eval()
         D.eval()
+        # training succeeded: only now does the estimator become fitted
+        self.reference_, self.reference_source_ = ref, source
+        self.n_atoms_, self.n_components_ = n_atoms, int(Ct.shape[1])
+        self.x_center_, self.x_scale_ = center, scale
+        self.cond_mean_, self.cond_std_ = cond_mean, cond_std
+        self.bond_mean_, self.bond_sd_ = bond_mean, bond_sd
+        self.history_ = history
+        self.critic_ = D
+        self.generator_ = G_keep
         self.fit_time_s_ = time.perf_counter() - t0
         if checkpoint is not None:
             self.save(checkpoint)
@@ -510,12 +417,13 @@ class CWGAN(Persistable):
     # -------------------------------------------------------------------------------- generation
     def _check_latent(self, latent) -> np.ndarray:
         c = np.asarray(latent, dtype=np.float32)
-        if c.ndim == 1 and self.dim_ == 1:
+        m = self.n_components_
+        if c.ndim == 1 and m == 1:
             c = c[:, None]
-        if c.ndim == 1 and c.shape[0] == self.dim_:
+        if c.ndim == 1 and c.shape[0] == m:
             c = c[None, :]
-        if c.ndim != 2 or c.shape[1] != self.dim_:
-            raise ValueError(f"latent must have shape (n_frames, {self.dim_}), got {np.shape(latent)}")
+        if c.ndim != 2 or c.shape[1] != m:
+            raise ValueError(f"latent must have shape (n_frames, {m}), got {np.shape(latent)}")
         if not np.all(np.isfinite(c)):
             raise ValueError("latent contains NaN or inf values")
         return c
@@ -532,8 +440,8 @@ class CWGAN(Persistable):
         random_state : int, optional
             Seed of the noise; the same seed, ``batch_size`` and device give the same structures.
         batch_size : int, optional
-            Frames per network call; default 16384 on a CPU and 262144 on a GPU. The noise is drawn chunk by chunk, so keep it fixed when
-            reproducing a run.
+            Frames per network call; default 16384 on a CPU and 262144 on a GPU. The noise is drawn
+            chunk by chunk, so keep it fixed when reproducing a run.
         device : str, optional
             Override the device for generation (e.g. ``'cuda'``).
         out : np.ndarray, shape (n_frames, n_atoms, 3), float32, optional
@@ -549,7 +457,8 @@ class CWGAN(Persistable):
         Inference mode, preallocated buffers, in-place activations and the first layer split into
         its noise and condition parts. Measured on 2 idle AMD EPYC cores (AVX-512, torch 2.13, MKL):
         1e6 frames of 20 atoms from a 3-D latent, default network, in 1.9-2.2 s with 2 threads
-        (4.5e5-5.3e5 frames/s; batch_size 4096-16384) and 3.4 s with 1 thread.
+        (4.5e5-5.3e5 frames/s; batch_size 4096-16384) and 3.4 s with 1 thread. ``fixed_bonds``
+        adds the projection's sweeps (see :func:`lss.decoding.project_bonds_`).
         """
         self._check_fitted()
         c = self._check_latent(latent)
@@ -573,10 +482,10 @@ class CWGAN(Persistable):
         wz, wc = w0[:d].contiguous(), w0[d:].contiguous()
         wts = [m.weight.t().contiguous() for m in lin]
         bs = [m.bias for m in lin]
-        half = torch.as_tensor((self.hi_ - self.lo_) / 2, dtype=torch.float32, device=dev)
-        mid = torch.as_tensor((self.hi_ + self.lo_) / 2, dtype=torch.float32, device=dev)
-        cm = torch.as_tensor(self.cond_mean_, dtype=torch.float32, device=dev)
-        cs = torch.as_tensor(self.cond_std_, dtype=torch.float32, device=dev)
+        as_t = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+        scale, center = as_t(self.x_scale_), as_t(self.x_center_)
+        cm, cs = as_t(self.cond_mean_), as_t(self.cond_std_)
+        bmean, bsd = as_t(self.bond_mean_), as_t(self.bond_sd_)
         g = torch_generator(random_state, dev)
         k = min(int(batch_size), n)
         z = torch.empty((k, d), device=dev)
@@ -598,7 +507,12 @@ class CWGAN(Persistable):
                 h = o
             o = y[:kk]
             torch.addmm(bs[-1], h, wts[-1], out=o)
-            o.tanh_().mul_(half).add_(mid)
+            if G.squash:
+                o.tanh_()
+            o.mul_(scale).add_(center)
+            if self.fixed_bonds and a > 1:
+                lengths = torch.randn((kk, a - 1), generator=g, device=dev).mul_(bsd).add_(bmean)
+                project_bonds_(o.view(kk, a, 3), lengths)
             if dev.type == "cpu":
                 flat[i:i + kk] = o.numpy()
             else:
@@ -608,7 +522,7 @@ class CWGAN(Persistable):
     def superpose(self, coords) -> np.ndarray:
         """Superpose structures (n_frames, n_atoms, 3), nm, on ``reference_``: the frame of the output."""
         self._check_fitted()
-        x = self._as_coords(coords, "coords")
+        x = as_coords(coords, "coords")
         if x[0].shape[1] != self.n_atoms_:
             raise ValueError(f"coords must have {self.n_atoms_} atoms, got {x[0].shape[1]}")
         return np.concatenate([superpose(xi, self.reference_) for xi in x])
@@ -622,44 +536,38 @@ class CWGAN(Persistable):
         if len(c) != len(x):
             raise ValueError(f"latent has {len(c)} frames but coords has {len(x)}")
         dev = next(self.critic_.parameters()).device
-        xt = torch.as_tensor(self._scale(x), dtype=torch.float32, device=dev)
-        ct = torch.as_tensor(self._cond(c.astype(np.float64)), dtype=torch.float32, device=dev)
+        xt = torch.as_tensor((x - self.x_center_) / self.x_scale_, dtype=torch.float32, device=dev)
+        ct = torch.as_tensor((c - self.cond_mean_) / self.cond_std_, dtype=torch.float32, device=dev)
         return self.critic_.eval()(xt, ct).cpu().numpy()
 
     # ----------------------------------------------------------------------------- persistence
     def state(self) -> dict:
-        """Everything needed to rebuild the fitted decoder (torch-saveable), critic included."""
+        """Everything needed to rebuild the fitted decoder (arrays, tensors, plain values), critic included."""
         self._check_fitted()
-        return {"params": self.get_params(), "n_atoms": self.n_atoms_, "dim": self.dim_,
+        return {"params": self.get_params(), "n_atoms": self.n_atoms_, "n_components": self.n_components_,
                 "reference": self.reference_, "reference_source": self.reference_source_,
-                "lo": self.lo_, "hi": self.hi_, "cond_mean": self.cond_mean_, "cond_std": self.cond_std_,
+                "x_center": self.x_center_, "x_scale": self.x_scale_,
+                "cond_mean": self.cond_mean_, "cond_std": self.cond_std_,
+                "bond_mean": self.bond_mean_, "bond_sd": self.bond_sd_,
                 "history": self.history_, "fit_time_s": getattr(self, "fit_time_s_", None),
                 "generator": {k: v.detach().cpu() for k, v in self.generator_.state_dict().items()},
                 "critic": {k: v.detach().cpu() for k, v in self.critic_.state_dict().items()}}
 
     @classmethod
     def from_state(cls, state: dict) -> "CWGAN":
-        self = cls(**state["params"])
-        self.n_atoms_, self.dim_ = int(state["n_atoms"]), int(state["dim"])
+        self = cls._from_params(state["params"])
+        n_atoms, m = int(state["n_atoms"]), int(state["n_components"])
+        generator = _Generator(self.noise_dim, m, self.hidden, n_atoms * 3, squash=self.scaling == "minmax")
+        generator.load_state_dict(state["generator"])
+        critic = _Critic(n_atoms * 3, m, self.hidden, len(_geometry_pairs(n_atoms, int(self.critic_separation))))
+        critic.load_state_dict(state["critic"])
+        self.n_atoms_, self.n_components_ = n_atoms, m
         self.reference_ = np.asarray(state["reference"], dtype=np.float32)
         self.reference_source_ = state["reference_source"]
-        self.lo_, self.hi_ = np.asarray(state["lo"]), np.asarray(state["hi"])
+        self.x_center_, self.x_scale_ = np.asarray(state["x_center"]), np.asarray(state["x_scale"])
         self.cond_mean_, self.cond_std_ = np.asarray(state["cond_mean"]), np.asarray(state["cond_std"])
+        self.bond_mean_, self.bond_sd_ = np.asarray(state["bond_mean"]), np.asarray(state["bond_sd"])
         self.history_, self.fit_time_s_ = state["history"], state["fit_time_s"]
-        self.generator_ = _Generator(self.noise_dim, self.dim_, self.hidden, self.n_atoms_ * 3)
-        self.generator_.load_state_dict(state["generator"])
-        self.critic_ = _Critic(self.n_atoms_ * 3, self.dim_, self.hidden,
-                               len(_geometry_pairs(self.n_atoms_, int(self.critic_separation))))
-        self.critic_.load_state_dict(state["critic"])
-        self.generator_.eval()
-        self.critic_.eval()
-        return self
-
-    def to(self, device: str) -> "CWGAN":
-        """Move both networks to ``device`` (and generate there by default)."""
-        self._check_fitted()
-        self.device = str(device)
-        dev = get_device(self.device)
-        self.generator_.to(dev)
-        self.critic_.to(dev)
+        self.critic_ = critic.eval()
+        self.generator_ = generator.eval()
         return self

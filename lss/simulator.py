@@ -61,7 +61,7 @@ import torch
 
 from typing import Iterator
 
-from . import cwgan, mdn, srv  # noqa: F401  (their classes register the format tags a simulator file holds)
+from . import cwgan, flow, mdn, srv  # noqa: F401  (their classes register the format tags a simulator file holds)
 from .base import Estimator
 from .features import Encoder
 from .persist import content_hash, object_from, package_versions, read_state, state_of, write_state
@@ -387,7 +387,7 @@ class LatentSpaceSimulator(Estimator):
         and wrapped into an ``Encoder``.)
     propagator : lss.mdn.MDNPropagator
         Fitted latent propagator; its ``lag`` is in frames of its training data.
-    decoder : lss.cwgan.CWGAN
+    decoder : lss.cwgan.CWGAN or lss.flow.FlowDecoder
         Fitted decoder: ``generate(latent, random_state, batch_size, device, out)`` ->
         ``(n, n_atoms, 3)`` nm.
     topology : mdtraj.Topology
@@ -438,7 +438,7 @@ class LatentSpaceSimulator(Estimator):
         if propagator is None or not hasattr(propagator, "sample"):
             raise ValueError("propagator must be a fitted lss.mdn.MDNPropagator (it has no sample method)")
         if decoder is None or not hasattr(decoder, "generate"):
-            raise ValueError("decoder must be a fitted lss.cwgan.CWGAN (it has no generate method)")
+            raise ValueError("decoder must be a fitted lss decoder (CWGAN or FlowDecoder): it has no generate method")
         if not isinstance(topology, md.Topology):
             raise ValueError(f"topology must be an mdtraj.Topology, got {type(topology).__name__}")
         if not (isinstance(frame_time, (int, float, np.number)) and np.isfinite(frame_time) and frame_time > 0):

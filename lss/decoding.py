@@ -1,0 +1,155 @@
+"""Decoders side by side: one row of metrics per decoder, computed the same way for all of them.
+
+A decoder of the latent space simulator (:class:`lss.cwgan.CWGAN`, :class:`lss.flow.FlowDecoder`)
+maps latent points ``psi`` to C-alpha structures. :class:`DecoderBench` holds the held-out MD frames
+and their latent points once, and scores any decoder's structures at those points: the Q histogram,
+the TICA free-energy surfaces, the pair distances, the bonds, the conditional fidelity and the
+re-encoding, beside two reference rows (MD frames of other blocks, and a nearest-neighbour lookup
+that returns training frames).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import analysis as A
+from .structure import bond_lengths
+
+
+# ------------------------------------------------------------------------------------ evaluation
+def histogram_tv(a: np.ndarray, b: np.ndarray, bins) -> float:
+    """Total variation distance (0-1) between the histograms of samples ``a`` and ``b`` on ``bins``."""
+    ha = np.histogram(a, bins)[0].astype(np.float64)
+    hb = np.histogram(b, bins)[0].astype(np.float64)
+    return 0.5 * float(np.abs(ha / max(ha.sum(), 1) - hb / max(hb.sum(), 1)).sum())
+
+
+class DecoderBench:
+    """The MD side of the decoder comparison, computed once; :meth:`row` scores one decoder's output.
+
+    Parameters
+    ----------
+    md_train_xyz : np.ndarray, shape (n_train, n_atoms, 3), nm
+        Training frames (the nearest-neighbour reference row draws from them).
+    md_train_latent : np.ndarray, shape (n_train, m)
+    md_xyz : np.ndarray, shape (n, n_atoms, 3), nm
+        Held-out MD frames: the reference ensemble of every metric.
+    md_latent : np.ndarray, shape (n, m)
+        Their latent points: each decoder makes one structure per point.
+    tica : deeptime TICA model
+        Fitted on MD pair distances; its first three components make the TIC1-TIC2 and TIC1-TIC3
+        free-energy surfaces.
+    q_fn : callable (n, n_atoms, 3) -> (n,)
+        Fraction of native contacts.
+    encode : callable (n, n_atoms, 3) -> (n, m), optional
+        Structure -> latent point (featurizer + scaler + SRV) for the re-encoding check.
+    md_floor_xyz : np.ndarray, optional
+        A second, independent set of MD frames (other blocks of the trajectories): scored like a
+        decoder, it is the MD-vs-MD floor of every metric.
+    n_fidelity : int
+        Held-out frames of the conditional-fidelity check; ``n_per_point`` structures each.
+    fes_bins : int
+        Bins per axis of the TICA surfaces; compared where MD is within ``max_dF`` kT of its minimum.
+    random_state : int
+    """
+
+    def __init__(self, md_train_xyz, md_train_latent, md_xyz, md_latent, tica, q_fn, encode=None,
+                 n_fidelity: int = 300, n_per_point: int = 5, fes_bins: int = 40, max_dF: float = 6.0,
+                 random_state: int = 0):
+        from scipy.spatial import cKDTree
+
+        self.xyz, self.latent = np.asarray(md_xyz, np.float32), np.asarray(md_latent, np.float32)
+        self.train_xyz = np.asarray(md_train_xyz, np.float32)
+        self.train_latent = np.asarray(md_train_latent, np.float32)
+        self.tica, self.q_fn, self.encode = tica, q_fn, encode
+        self.max_dF = max_dF
+        rng = np.random.default_rng(random_state)
+        self.q = np.asarray(q_fn(self.xyz), np.float64)
+        self.q_bins = np.linspace(0, 1, 33)
+        self.d = A.ca_distances(self.xyz)
+        self.tics = A.project(tica, self.d)[:, :3]
+        lo, hi = np.quantile(self.tics, [0.001, 0.999], axis=0)
+        self.grid = [np.linspace(lo[i], hi[i], fes_bins + 1) for i in range(3)]
+        self.F = {b: A.free_energy_2d(self.tics[:, 0], self.tics[:, b], bins=(self.grid[0], self.grid[b]))[2]
+                  for b in (1, 2)}
+        self.pair_bins = [np.linspace(self.d[:, k].min(), self.d[:, k].max(), 41) for k in range(self.d.shape[1])]
+        self.bonds = bond_lengths(self.xyz)
+        self.fid_idx = rng.choice(len(self.xyz), min(n_fidelity, len(self.xyz)), replace=False)
+        self.n_per_point = n_per_point
+        self._scale = self.train_latent.std(0)
+        self._tree = cKDTree(self.train_latent / self._scale)
+        _, nb = self._tree.query(self.latent[self.fid_idx] / self._scale, k=10)
+        targets = np.repeat(self.xyz[self.fid_idx], 10, 0)
+        self.fid_neighbours = float(np.median(A.pair_rmsd(self.train_xyz[nb.ravel()], targets)))
+        self.rng = rng
+
+    def nearest_neighbour(self, latent: np.ndarray, k: int = 10) -> np.ndarray:
+        """The reference decoder: a training frame drawn among the ``k`` nearest in (standardised) latent space."""
+        _, nb = self._tree.query(np.asarray(latent) / self._scale, k=k)
+        pick = nb[np.arange(len(nb)), self.rng.integers(k, size=len(nb))]
+        return self.train_xyz[pick]
+
+    def row(self, xyz: np.ndarray, fidelity_xyz: np.ndarray | None = None, train_s: float | None = None,
+            frames_per_s: float | None = None) -> dict:
+        """Score one ensemble against the held-out MD.
+
+        Parameters
+        ----------
+        xyz : np.ndarray, shape (n, n_atoms, 3), nm
+            One structure per held-out latent point (``md_latent``), in that order.
+        fidelity_xyz : np.ndarray, shape (n_fidelity * n_per_point, n_atoms, 3), optional
+            Structures generated at ``np.repeat(md_latent[fid_idx], n_per_point, 0)``.
+
+        Returns
+        -------
+        dict: ``q_tv`` (Q histogram TV, 32 bins), ``tica_rmse_12`` / ``tica_rmse_13`` (kT),
+        ``pair_tv_median``, ``pair_mae`` (nm), ``bond_mean_err`` / ``bond_sd`` / ``bond_sd_md`` (nm),
+        ``fidelity_rmsd`` / ``fidelity_rmsd_neighbours`` (nm), ``cycle_r`` (list, one per latent
+        coordinate), ``train_s``, ``frames_per_s``.
+        """
+        xyz = np.asarray(xyz, np.float32)
+        q = np.asarray(self.q_fn(xyz), np.float64)
+        d = A.ca_distances(xyz)
+        tics = A.project(self.tica, d)[:, :3]
+        out = {"q_tv": histogram_tv(q, self.q, self.q_bins)}
+        for b in (1, 2):
+            F = A.free_energy_2d(tics[:, 0], tics[:, b], bins=(self.grid[0], self.grid[b]))[2]
+            both = A.sampled_region(self.F[b], max_dF=self.max_dF) & np.isfinite(F)
+            # bins MD samples but the decoder never reaches count as missing: report their fraction
+            out[f"tica_rmse_1{b + 1}"] = A.aligned_rmse(self.F[b], F, mask=both) if both.any() else float("nan")
+            out[f"tica_coverage_1{b + 1}"] = float(both.sum() / max(A.sampled_region(self.F[b], max_dF=self.max_dF).sum(), 1))
+        tv = [histogram_tv(d[:, k], self.d[:, k], self.pair_bins[k]) for k in range(d.shape[1])]
+        out["pair_tv_median"] = float(np.median(tv))
+        out["pair_mae"] = float(np.abs(d.mean(0) - self.d.mean(0)).mean())
+        b = bond_lengths(xyz)
+        out["bond_mean_err"] = float(b.mean() - self.bonds.mean())
+        out["bond_sd"], out["bond_sd_md"] = float(b.std()), float(self.bonds.std())
+        out["rg_mean_err"] = float(A.radius_of_gyration(xyz).mean() - A.radius_of_gyration(self.xyz).mean())
+        if fidelity_xyz is not None:
+            target = np.repeat(self.xyz[self.fid_idx], self.n_per_point, 0)
+            out["fidelity_rmsd"] = float(np.median(A.pair_rmsd(np.asarray(fidelity_xyz, np.float32), target)))
+        else:
+            out["fidelity_rmsd"] = float("nan")
+        out["fidelity_rmsd_neighbours"] = self.fid_neighbours
+        if self.encode is not None:
+            z = self.encode(xyz)
+            out["cycle_r"] = [float(np.corrcoef(self.latent[:, j], z[:, j])[0, 1]) for j in range(z.shape[1])]
+        out["train_s"] = train_s
+        out["frames_per_s"] = frames_per_s
+        return out
+
+    def score_decoder(self, decoder, random_state: int = 0, train_s: float | None = None,
+                      n_throughput: int = 0) -> dict:
+        """:meth:`row` of ``decoder.generate`` at the held-out points; throughput on ``n_throughput`` frames."""
+        xyz = decoder.generate(self.latent, random_state=random_state)
+        fid = decoder.generate(np.repeat(self.latent[self.fid_idx], self.n_per_point, 0),
+                               random_state=random_state + 1)
+        fps = None
+        if n_throughput:
+            lat = self.train_latent[self.rng.integers(len(self.train_latent), size=n_throughput)]
+            decoder.generate(lat[:min(len(lat), 20_000)], random_state=0)  # warm-up
+            t0 = time.perf_counter()
+            decoder.generate(lat, random_state=random_state + 2)
+            fps = n_throughput / (time.perf_counter() - t0)
+        return self.row(xyz, fid, train_s=train_s, frames_per_s=fps)

@@ -1,0 +1,166 @@
+"""Structure geometry of C-alpha chains: superposition (one Kabsch), RMSD, bonds, fixed bond lengths.
+
+Shapes follow mdtraj: ``xyz`` is ``(n_frames, n_atoms, 3)`` in nm.
+
+:func:`project_bonds_` serves the decoders: the C-alpha virtual bonds of a structure-based model (and
+of real proteins) are stiff, 0.38 nm with an sd of about 0.01 nm whatever the conformation. A density
+model on Cartesian coordinates spreads its errors over all directions, so its bonds come out several
+times broader than MD's. The projection moves the atoms as little as possible (equal masses,
+SHAKE-like sweeps over alternating bonds) until every bond has a prescribed length, e.g. one drawn
+from MD's per-bond distribution: the decoder learns the conformation, the chain geometry that MD
+holds fixed is imposed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .utils import as_trajs
+
+
+def superpose(xyz: np.ndarray, reference: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Superpose frames on a reference structure (optimal rotation and translation, Kabsch).
+
+    Parameters
+    ----------
+    xyz : np.ndarray, shape (n_frames, n_atoms, 3), nm
+    reference : np.ndarray, shape (n_atoms, 3), nm
+
+    Returns
+    -------
+    aligned : np.ndarray, shape (n_frames, n_atoms, 3), float32, nm
+        Each frame rotated (proper rotations only, no reflection) and translated so that its
+        RMSD to ``reference`` is minimal; the centroid of each aligned frame is the reference's.
+    """
+    xyz = np.asarray(xyz)
+    ref = np.asarray(reference, dtype=np.float64)
+    if xyz.ndim != 3 or xyz.shape[2] != 3:
+        raise ValueError(f"xyz must have shape (n_frames, n_atoms, 3), got {xyz.shape}")
+    if ref.shape != xyz.shape[1:]:
+        raise ValueError(f"reference must have shape {xyz.shape[1:]}, got {ref.shape}")
+    ref_c = ref.mean(0)
+    ref0 = ref - ref_c
+    out = np.empty(xyz.shape, dtype=np.float32)
+    for i in range(0, len(xyz), chunk):
+        x = xyz[i:i + chunk].astype(np.float64)
+        x = x - x.mean(1, keepdims=True)
+        h = np.einsum("nai,aj->nij", x, ref0)  # covariance (n, 3, 3)
+        u, _, vt = np.linalg.svd(h)
+        d = np.sign(np.linalg.det(u @ vt))
+        u[:, :, 2] *= d[:, None]  # proper rotation: flip the weakest axis when det < 0
+        out[i:i + chunk] = (x @ (u @ vt) + ref_c).astype(np.float32)
+    return out
+
+
+def rmsd_to(xyz: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """C-alpha RMSD (nm) of each frame to ``reference`` after optimal superposition; shape (n_frames,)."""
+    al = superpose(xyz, reference).astype(np.float64)
+    return np.sqrt(((al - np.asarray(reference, dtype=np.float64)) ** 2).sum(-1).mean(-1))
+
+
+def bond_lengths(xyz: np.ndarray) -> np.ndarray:
+    """Consecutive-atom distances; xyz (n_frames, n_atoms, 3) nm -> (n_frames, n_atoms - 1) nm."""
+    xyz = np.asarray(xyz)
+    return np.linalg.norm(np.diff(xyz, axis=1), axis=-1)
+
+
+@torch.no_grad()
+def project_bonds_(x: torch.Tensor, lengths: torch.Tensor, n_sweeps: int = 30) -> torch.Tensor:
+    """In place: move atoms minimally so that bond ``i`` (atoms i, i+1) has length ``lengths[:, i]``.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (n_frames, n_atoms, 3), nm
+    lengths : torch.Tensor, shape (n_frames, n_atoms - 1) or (n_atoms - 1,), nm
+    n_sweeps : int
+        Each sweep corrects the even bonds, then the odd ones (each half is a set of disjoint bonds,
+        so its corrections are exact); the residual falls geometrically. Measured on decoded
+        Trp-cage chains with bonds 0.05 nm off: 30 sweeps leave a residual below 1e-4 nm.
+
+    Returns
+    -------
+    x : the same tensor.
+    """
+    n_atoms = x.shape[1]
+    if n_atoms < 2:
+        return x
+    lengths = lengths.expand(x.shape[0], n_atoms - 1)
+    for _ in range(n_sweeps):
+        for start in (0, 1):
+            a = x[:, start:n_atoms - 1:2]
+            b = x[:, start + 1:n_atoms:2]
+            k = a.shape[1]
+            d = b - a
+            r = torch.linalg.vector_norm(d, dim=-1, keepdim=True).clamp_min(1e-6)
+            corr = d * (0.5 * (1.0 - lengths[:, start:n_atoms - 1:2][:, :k, None] / r))
+            a += corr
+            b -= corr
+    return x
+
+
+def project_bonds(xyz: np.ndarray, lengths, n_sweeps: int = 30) -> np.ndarray:
+    """:func:`project_bonds_` on a copy; xyz (n_frames, n_atoms, 3) nm; lengths (n_atoms - 1,) or per frame."""
+    x = torch.as_tensor(np.array(xyz, dtype=np.float32))
+    ln = torch.as_tensor(np.asarray(lengths, dtype=np.float32))
+    return project_bonds_(x, ln, n_sweeps).numpy()
+
+
+# -------------------------------------------------------------------------------- input checks
+def as_coords(coords, name: str = "coords") -> list[np.ndarray]:
+    """Structures as a list of float32 arrays (n_frames, n_atoms, 3), nm, one per trajectory.
+
+    Accepts one array (n_frames, n_atoms, 3), a stack (n_traj, n_frames, n_atoms, 3) or a list; a bad
+    shape, an empty input, NaN/inf or trajectories with different atom counts raise ``ValueError``
+    naming ``name``.
+    """
+    if isinstance(coords, np.ndarray) or hasattr(coords, "shape"):
+        coords = np.asarray(coords)
+        coords = [coords] if coords.ndim == 3 else list(coords) if coords.ndim == 4 else [coords]
+    out = []
+    for i, x in enumerate(coords):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3 or x.shape[2] != 3 or x.shape[1] < 1:
+            raise ValueError(f"{name}[{i}] must have shape (n_frames, n_atoms, 3), got {x.shape}")
+        if len(x) < 1:
+            raise ValueError(f"{name}[{i}] has no frames")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name}[{i}] contains NaN or inf values")
+        out.append(x)
+    if not out:
+        raise ValueError(f"{name} is empty")
+    atoms = {x.shape[1] for x in out}
+    if len(atoms) != 1:
+        raise ValueError(f"{name}: trajectories have different numbers of atoms {sorted(atoms)}")
+    return out
+
+
+def as_coords_and_latent(coords, latent) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Training pairs of a decoder: structures (:func:`as_coords`) and latent points (n_frames, m) of
+    the same frames, trajectory by trajectory; mismatched counts raise ``ValueError``."""
+    coords = as_coords(coords, "coords")
+    if isinstance(latent, np.ndarray) or hasattr(latent, "shape"):
+        latent = np.asarray(latent)
+        if latent.ndim == 3:
+            latent = list(latent)
+    latent = as_trajs(latent, "latent", min_len=1)
+    if len(coords) != len(latent):
+        raise ValueError(f"latent has {len(latent)} trajectories but coords has {len(coords)}")
+    for i, (x, c) in enumerate(zip(coords, latent)):
+        if len(x) != len(c):
+            raise ValueError(f"latent[{i}] has {len(c)} frames but coords[{i}] has {len(x)}")
+    return coords, latent
+
+
+def choose_reference(coords: list[np.ndarray], reference, mode: str) -> tuple[np.ndarray, str]:
+    """The structure a decoder superposes on: ``reference`` when given (``'given'``), else the first
+    frame (``mode='first'``); ``mode='native'`` without a reference is a ``ValueError``."""
+    n_atoms = coords[0].shape[1]
+    if reference is not None:
+        ref = np.asarray(reference, dtype=np.float32)
+        if ref.shape != (n_atoms, 3) or not np.all(np.isfinite(ref)):
+            raise ValueError(f"reference must be a finite array of shape ({n_atoms}, 3), got {ref.shape}")
+        return ref, "given"
+    if mode == "native":
+        raise ValueError("reference: reference='native' needs the native structure; pass "
+                         "fit(coords, latent, reference=xyz_native) or use reference='first'")
+    return coords[0][0].copy(), "first"
