@@ -24,6 +24,8 @@ reproduce: venv
 smoke: venv
 	$(PY) -m lss.reproduce --profile smoke
 
+# includes tests/test_browser.py: notebook 06 in headless Chromium (apt-get install chromium; without it
+# that test prints how to install it and skips, unless LSS_REQUIRE_BROWSER=1 as in .ci/run)
 test: venv
 	$(PY) -m pytest -q
 

@@ -11,11 +11,20 @@ The executed notebook is saved as ``runs/<profile>/executed/<step>.ipynb``; its 
 parameters, the ``lss`` source and the keys of the steps it reads from) is unchanged and every
 output file it recorded is still there with the same content. The run stops at the first failing
 notebook and shows that notebook's error.
+
+A parameter file with a mistake (an unknown section or key, a value of the wrong type or out of
+range, no profile) is refused before anything runs: one line naming the file, the key and the fix,
+exit status 2. Only ``--profile cpu`` (``params/cpu.yaml`` as committed) writes ``figures/``; see
+:func:`lss.paths.figures_dir`.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import math
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,33 +51,104 @@ def available_steps() -> list[str]:
     return [s for s in STEPS if (paths.notebooks_dir() / f"{s}.ipynb").exists()]
 
 
+class ParamsError(ValueError):
+    """A parameter file (or ``--only``) the runner refuses; ``str(e)`` is one line: file, key, fix."""
+
+    def __init__(self, file, key: str | None, problem: str, fix: str):
+        self.file, self.key, self.problem, self.fix = str(file), key, problem, fix
+        where = f"{_rel(file)}: " + (f"{key}: " if key else "")
+        super().__init__(f"{where}{problem}; {fix}")
+
+
+def _rel(p) -> str:
+    """``p`` relative to the repository root where it lies inside it (shorter messages)."""
+    try:
+        return str(Path(p).resolve().relative_to(paths.root()))
+    except ValueError:
+        return str(p)
+
+
+def _known_profiles() -> list[str]:
+    return sorted(x.stem for x in (paths.root() / "params").glob("*.yaml"))
+
+
+def _did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def _read_params(profile: str | None, params_file, seen: tuple = ()) -> tuple[dict, dict]:
+    """``(params, origin)``: the merged sections, and for each ``(section, key)`` the file it came from."""
+    p = Path(params_file) if params_file else paths.params_file(profile)
+    if not p.exists():
+        known = ", ".join(_known_profiles())
+        if params_file:
+            raise ParamsError(p, None, "no such parameter file", f"check the path, or use --profile ({known})")
+        raise ParamsError(p, None, f"no profile '{profile}'", f"use one of: {known}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark is not None else None
+        raise ParamsError(p, line, f"not valid YAML ({getattr(e, 'problem', None) or e})",
+                          "fix the indentation or quoting there (sections hold 'key: value' lines)") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ParamsError(p, None, f"expected sections (common:, 01_four_well:, ...), got {type(data).__name__}",
+                          "see params/smoke.yaml for the layout")
+    base = data.pop("extends", None)
+    origin: dict = {}
+    if base is not None:
+        if not isinstance(base, str) or not paths.params_file(base).exists():
+            raise ParamsError(p, "extends", f"no profile '{base}' to extend",
+                              f"use one of: {', '.join(_known_profiles())}")
+        if base in seen:
+            raise ParamsError(p, "extends", f"profiles extend each other in a loop ({' -> '.join(seen + (base,))})",
+                              "remove one of the extends: lines")
+        # a profile that extends another: the base's sections, overridden key by key
+        merged, origin = _read_params(base, None, seen + (base,))
+    else:
+        merged = {}
+    for section, values in data.items():
+        if section not in STEPS and section != "common":
+            hint = _did_you_mean(section, ["common", *STEPS])
+            raise ParamsError(p, str(section), "unknown section",
+                              (hint + " " if hint else "") + f"sections are: common, {', '.join(STEPS)}")
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ParamsError(p, str(section), f"expected 'key: value' lines, got {values!r}",
+                              f"write e.g. '{section}:' then indented 'name: value' lines, or '{section}: {{}}'")
+        merged[section] = {**(merged.get(section) or {}), **values}
+        origin.update({(section, k): p for k in values})
+    return merged, origin
+
+
 def load_params(profile: str | None = None, params_file: str | Path | None = None) -> dict:
     """Read a parameter file: ``{"common": {...}, "<step>": {...}}``.
 
     A file may start with ``extends: <profile>``: it then holds only the keys it changes in that
-    profile (e.g. ``paper-fixture.yaml`` = ``paper.yaml`` with tiny sizes).
+    profile (e.g. ``paper-fixture.yaml`` = ``paper.yaml`` with tiny sizes). Raises
+    :class:`ParamsError` for a missing file, invalid YAML, an unknown section or no profile.
     """
-    p = Path(params_file) if params_file else paths.params_file(profile)
-    if not p.exists():
-        known = sorted(x.stem for x in (paths.root() / "params").glob("*.yaml"))
-        raise FileNotFoundError(f"parameter file {p} not found (profiles here: {', '.join(known)})")
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected a mapping of sections, got {type(data).__name__}")
-    base = data.pop("extends", None)
-    if base:
-        # a profile that extends another: the base's sections, overridden key by key
-        merged = load_params(base)
-        for section, values in data.items():
-            merged[section] = {**(merged.get(section) or {}), **(values or {})}
-        data = merged
-    unknown = set(data) - set(STEPS) - {"common"}
-    if unknown:
-        raise ValueError(f"{p}: unknown sections {sorted(unknown)}; known: common, {', '.join(STEPS)}")
+    data, _ = _load_with_origin(profile, params_file)
+    return data
+
+
+def _load_with_origin(profile, params_file) -> tuple[dict, dict]:
+    data, origin = _read_params(profile, params_file)
     data.setdefault("common", {})
     if profile and "profile" not in data["common"]:
         data["common"]["profile"] = profile
-    return data
+    name = data["common"].get("profile")
+    file = Path(params_file) if params_file else paths.params_file(profile)
+    if name is None:
+        raise ParamsError(file, "common.profile", "no profile named (it decides where outputs go: runs/<profile>/)",
+                          f"add 'extends: <profile>' ({', '.join(_known_profiles())}) or 'common: {{profile: my_name}}'")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ParamsError(origin.get(("common", "profile"), file), "common.profile",
+                          f"{name!r} is not a usable profile name", "use letters, digits, '-', '_' or '.'")
+    return data, origin
 
 
 def step_parameters(params: dict, step: str) -> dict:
@@ -76,15 +156,165 @@ def step_parameters(params: dict, step: str) -> dict:
     return {**params.get("common", {}), **(params.get(step) or {})}
 
 
-def check_parameters(step: str, parameters: dict) -> None:
-    """Fail when a parameter is not declared in the notebook's ``parameters`` cell (a typo)."""
+#: Integer parameters that count something and must be at least 1 (by name).
+_COUNT_PREFIXES = ("n_",)
+_COUNT_SUFFIXES = ("_steps", "_epochs", "_size", "_every", "stride", "_frames", "_fps", "_bins", "_states",
+                   "_traj", "_restarts", "_lags", "_kernels", "_blocks", "_sets")
+_COUNT_NAMES = {"lag", "patience", "hidden"}
+_MAY_BE_ZERO = {"discard_steps", "event_pad", "seed"}
+
+
+#: A parameter's help comment that gives 0 a meaning ("0: no reference", "0 is the paper").
+_ZERO_MEANS = re.compile(r"(^|[^\w.])0\s*(:|=|is\b|means\b)")
+
+
+def _is_count(name: str, help_text: str = "") -> bool:
+    """Whether an integer parameter counts something, so that it must be >= 1 (0 allowed when its help says what 0 means)."""
+    if name in _MAY_BE_ZERO or _ZERO_MEANS.search(help_text or ""):
+        return False
+    return name in _COUNT_NAMES or name.startswith(_COUNT_PREFIXES) or name.endswith(_COUNT_SUFFIXES)
+
+
+def _yaml_number_hint(value) -> str:
+    """For text that looks like a number (PyYAML reads ``1e6`` and ``1e-3`` as text)."""
+    if isinstance(value, str):
+        try:
+            x = float(value.replace("_", ""))
+        except ValueError:
+            return ""
+        plain = str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+        return f" (YAML reads {value} as text: write {plain})"
+    return ""
+
+
+def _check_value(name: str, value, annotation: str, help_text: str = "") -> tuple[str, str] | None:
+    """``(problem, fix)`` when ``value`` does not fit the notebook's annotation or obvious range, else None.
+
+    Checked: the annotated type (``int``, ``float``, ``bool``, ``str``, ``list``, ``Optional[...]``);
+    integers >= 0, and >= 1 for counts (:func:`_is_count`); learning rates, temperatures and times
+    > 0; fractions in [0, 1]. Anything subtler is the notebook's to check.
+    """
+    ann = annotation.replace(" ", "")
+    optional = ann.startswith("Optional[") or ann.endswith("|None") or ann.startswith("None|")
+    base = ann[len("Optional["):-1] if ann.startswith("Optional[") else ann.replace("|None", "").replace("None|", "")
+    base = base.split("[")[0].lower()
+    if value is None:
+        return None if optional else (f"null is not allowed (the notebook declares {annotation})",
+                                      "give a value or delete the line to keep the notebook's default")
+    count = _is_count(name, help_text)
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return f"{value!r} is a float, the notebook declares int", f"write {int(value)}"
+            return (f"{value!r} is {type(value).__name__}, the notebook declares int{_yaml_number_hint(value)}",
+                    "give a whole number")
+        lo = 1 if count else 0
+        if value < lo:
+            return f"{value} is out of range", f"give a whole number >= {lo}" + (" (it counts something)" if count else "")
+    elif base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return (f"{value!r} is {type(value).__name__}, the notebook declares float{_yaml_number_hint(value)}",
+                    "give a number")
+        if not math.isfinite(value):
+            return f"{value} is not finite", "give a finite number"
+        if name == "lr" or name.endswith(("_lr", "temperature", "_ps")):
+            if value <= 0:
+                return f"{value} is out of range", "give a number > 0"
+        if name.endswith("_fraction") and not 0 <= value <= 1:
+            return f"{value} is out of range", "give a fraction between 0 and 1"
+    elif base == "bool":
+        if not isinstance(value, bool):
+            return f"{value!r} is {type(value).__name__}, the notebook declares bool", "write true or false"
+    elif base == "str":
+        if not isinstance(value, str):
+            return f"{value!r} is {type(value).__name__}, the notebook declares str", "quote it: \"...\""
+    elif base == "list":
+        if not isinstance(value, list):
+            return f"{value!r} is {type(value).__name__}, the notebook declares a list", "write [a, b, ...]"
+        if count or name == "modes":
+            lo = 1 if count else 0
+            bad = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or v < lo]
+            if bad:
+                return f"{bad} in {value} are not whole numbers >= {lo}", f"give whole numbers >= {lo}"
+    return None
+
+
+def check_parameters(step: str, parameters: dict, origin: dict | None = None,
+                     params_file: str | Path | None = None) -> None:
+    """Refuse parameters the notebook's ``parameters`` cell does not declare (a typo) or whose value does
+    not fit the declared type (``n_steps: int``) or an obvious range (counts >= 1); raises :class:`ParamsError`.
+    """
     import papermill as pm
 
-    declared = set(pm.inspect_notebook(str(paths.notebooks_dir() / f"{step}.ipynb")))
-    extra = set(parameters) - declared
-    if extra:
-        raise ValueError(f"{step}: parameters {sorted(extra)} are not in the notebook's parameters cell "
-                         f"(declared: {sorted(declared)})")
+    nb = paths.notebooks_dir() / f"{step}.ipynb"
+    declared = pm.inspect_notebook(str(nb))
+    origin = origin or {}
+
+    def where(key):  # the file and section.key a value came from
+        sec = step if (step, key) in origin else "common"
+        f = origin.get((sec, key)) or params_file or paths.params_file(str(parameters.get("profile", "?")))
+        return f, f"{sec}.{key}"
+
+    for key in parameters:
+        if key not in declared:
+            f, k = where(key)
+            hint = _did_you_mean(key, declared)
+            raise ParamsError(f, k, f"not a parameter of notebooks/{step}.ipynb",
+                              (hint + " " if hint else "") + f"its parameters: {', '.join(declared)}")
+    for key, value in parameters.items():
+        bad = _check_value(key, value, declared[key].get("inferred_type_name") or "", declared[key].get("help") or "")
+        if bad:
+            f, k = where(key)
+            raise ParamsError(f, k, bad[0], bad[1])
+
+
+def validate(params: dict, steps: list[str], origin: dict | None = None, params_file=None) -> None:
+    """Check every step's parameters before anything runs (a typo in 07 must not wait for 01-06)."""
+    for step in steps:
+        check_parameters(step, step_parameters(params, step), origin, params_file)
+
+
+#: Set for the notebooks the runner executes: the profile whose committed file it runs
+#: (``lss.paths.figures_dir`` publishes to ``figures/`` only for the cpu profile run this way).
+PUBLISH_ENV = paths.PUBLISH_ENV
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour codes (a notebook's traceback carries them)."""
+    return _ANSI.sub("", text)
+
+
+def _kernel_config():
+    """Kernel-manager settings for papermill: an encrypted (CurveZMQ) or local-socket (IPC) transport.
+
+    ipykernel warns "Kernel is running over TCP without encryption" once per kernel otherwise (the
+    runner would print it once per notebook). Where jupyter_client has
+    ``KernelManager.transport_encryption``, libzmq has Curve and the kernelspec declares
+    ``supported_encryption: curve`` (ipykernel's does), the manager provisions CurveZMQ keys
+    (``"auto"``); else, on POSIX, the kernel listens on Unix sockets (IPC), which never leave the machine.
+    """
+    from traitlets.config import Config
+
+    c = Config()
+    try:
+        import zmq
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import KernelManager
+
+        spec = KernelSpecManager().get_kernel_spec("python3")
+        declared = spec.metadata.get("supported_encryption") or []
+        declared = [declared] if isinstance(declared, str) else declared
+        if ("transport_encryption" in KernelManager.class_trait_names() and zmq.has("curve")
+                and "curve" in [str(x).lower() for x in declared]):
+            c.KernelManager.transport_encryption = "auto"
+            return c
+    except Exception:  # noqa: BLE001 - any doubt: the IPC transport below
+        pass
+    if os.name == "posix":
+        c.KernelManager.transport = "ipc"
+    return c
 
 
 def _lss_source_hash() -> str:
@@ -123,23 +353,44 @@ def _fmt_s(s: float) -> str:
 
 def run(profile: str | None = None, params_file: str | None = None, only: list[str] | None = None,
         force: bool = False, log=print) -> dict[str, float]:
-    """Run the profile's notebooks; return ``{step: seconds}`` of the steps that ran."""
+    """Run the profile's notebooks; return ``{step: seconds}`` of the steps that ran.
+
+    Raises :class:`ParamsError` (before running anything) for a bad parameter file or ``only``;
+    ``SystemExit(1)`` when a notebook fails.
+    """
     import papermill as pm
 
-    params = load_params(profile, params_file)
+    params, origin = _load_with_origin(profile, params_file)
     profile = params["common"]["profile"]
     steps = available_steps()
     if only:
         bad = [o for o in only if o not in steps]
         if bad:
-            raise ValueError(f"--only {bad}: no such notebook (available: {', '.join(steps)})")
+            raise ParamsError("--only", None, f"no notebook {', '.join(map(repr, bad))}",
+                              f"use one of: {', '.join(steps)}")
+    validate(params, steps, origin, params_file)
+    # figures/ is written only by the committed cpu profile run here (paths.figures_dir)
+    committed = params_file is None or Path(params_file).resolve() == paths.params_file(profile).resolve()
+    publish = profile if (committed and profile == paths.PUBLISHED_PROFILE) else ""
+    saved_env = os.environ.get(PUBLISH_ENV)
+    os.environ[PUBLISH_ENV] = publish
+    try:
+        return _run_steps(pm, params, profile, steps, only, force, log)
+    finally:
+        if saved_env is None:
+            os.environ.pop(PUBLISH_ENV, None)
+        else:
+            os.environ[PUBLISH_ENV] = saved_env
+
+
+def _run_steps(pm, params, profile, steps, only, force, log) -> dict[str, float]:
     out_dir = paths.run_dir(profile, "executed")
     keys: dict[str, str] = {}
     durations: dict[str, float] = {}
+    kernel_config = _kernel_config()
     t_run = time.perf_counter()
     for i, step in enumerate(steps):
         parameters = step_parameters(params, step)
-        check_parameters(step, parameters)
         key = cache_key(profile, step, parameters, keys)
         keys[step] = key
         if only and step not in only:
@@ -154,12 +405,17 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
         try:
             pm.execute_notebook(str(paths.notebooks_dir() / f"{step}.ipynb"), str(out_dir / f"{step}.ipynb"),
                                 parameters=parameters, kernel_name="python3", cwd=str(paths.notebooks_dir()),
-                                progress_bar=sys.stderr.isatty(), log_output=False)
+                                progress_bar=sys.stderr.isatty(), log_output=False, config=kernel_config)
         except pm.PapermillExecutionError as e:
             log(f"[{profile}] {step}: FAILED after {_fmt_s(time.perf_counter() - t0)} "
                 f"(executed notebook: {out_dir / (step + '.ipynb')})")
-            log(f"{e.ename}: {e.evalue}")
-            log("".join(e.traceback[-8:]) if e.traceback else "")
+            last = strip_ansi(f"{e.ename}: {e.evalue}")
+            tb = [ln for ln in strip_ansi("".join(e.traceback[-8:]) if e.traceback else "").rstrip().splitlines()]
+            while tb and tb[-1].strip() in (last.strip(), ""):
+                tb.pop()
+            if tb:
+                log("\n".join(tb))
+            log(last)   # last: the line a reader looks for
             raise SystemExit(1) from None
         dt = time.perf_counter() - t0
         durations[step] = dt
@@ -199,7 +455,11 @@ def main(argv=None) -> int:
     if not a.profile and not a.params:
         ap.error("give --profile or --params")
     only = [o.removesuffix(".ipynb").split("/")[-1] for o in a.only] if a.only else None
-    run(a.profile, a.params, only, a.force)
+    try:
+        run(a.profile, a.params, only, a.force)
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
