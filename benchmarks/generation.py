@@ -2,15 +2,17 @@
 
 Usage::
 
-    python benchmarks/generation.py                      # untrained networks of the paper's sizes
+    python benchmarks/generation.py                      # untrained networks, every decoder
+    python benchmarks/generation.py --decoder flow       # one decoder
     python benchmarks/generation.py --model runs/cpu/06_generate/lss_model.pt --json out.json
 
 Measures, on this machine (see benchmarks/README.md for how to read the numbers):
 
 1. propagation alone: ``n_traj`` trajectories x ``n_steps`` lag steps of the MDN propagator
    (m latent dimensions, C Gaussians, 2 x 100 ReLU), one torch thread;
-2. decoding alone: the cWGAN generator (noise 50 + m -> 3 x 200 SiLU -> 3 x n_atoms) over all the
-   frames, with 1 torch thread and with all threads;
+2. decoding alone, with 1 torch thread and with all threads: the cWGAN generator (noise 50 + m ->
+   3 x 200 SiLU -> 3 x n_atoms) or the normalizing flow (8 affine coupling layers of 2 x 128 ReLU on
+   3 n_atoms - 6 whitened coordinates), both with the fixed-bond projection that ships;
 3. the whole of ``LatentSpaceSimulator.generate`` (pipelined: propagation in a worker thread,
    decoding in the calling thread), frames/s and the peak resident memory of the process;
 4. ``generate_to_disk`` to DCD (decode + write);
@@ -19,7 +21,7 @@ Measures, on this machine (see benchmarks/README.md for how to read the numbers)
    extrapolated, and the ratio MD / LSS is printed.
 
 Throughput does not depend on the weights, so without ``--model`` the networks are built with the
-paper's sizes and trained for one epoch on random data. Other processes on a shared machine slow
+sizes that ship and trained for one epoch on random data, once per decoder (``--decoder``). Other processes on a shared machine slow
 every number: the load average before and after is printed; rerun when it is low.
 """
 from __future__ import annotations
@@ -39,18 +41,23 @@ import numpy as np
 import torch
 
 
-def build_simulator(m: int, n_components: int, n_atoms: int, hidden_dec=(200, 200, 200), noise_dim: int = 50,
-                    lag: int = 20, frame_time_ps: float = 3.0, seed: int = 0):
-    """A simulator with networks of the given sizes, each trained one epoch on random data."""
+def build_simulator(m: int, n_kernels: int, n_atoms: int, decoder: str = "cwgan", lag: int = 20,
+                    frame_time_ps: float = 3.0, seed: int = 0):
+    """A simulator with networks of the shipped sizes, each trained one epoch on random data.
+
+    ``decoder``: ``'cwgan'`` (:class:`lss.cwgan.CWGAN` defaults) or ``'flow'`` (:class:`lss.flow.FlowDecoder`
+    defaults).
+    """
     import mdtraj as md
 
     from lss.cwgan import CWGAN
+    from lss.flow import FlowDecoder
     from lss.mdn import MDNPropagator
     from lss.simulator import LatentSpaceSimulator
 
     rng = np.random.default_rng(seed)
     lat = np.cumsum(rng.normal(0, 0.1, (2000, m)), 0).astype(np.float32)
-    mdn = MDNPropagator(n_components=n_components, lag=lag, hidden=(100, 100), max_epochs=1, patience=1,
+    mdn = MDNPropagator(n_kernels=n_kernels, lag=lag, hidden=(100, 100), max_epochs=1, patience=1,
                         random_state=seed).fit(lat)
     top = md.Topology()
     chain = top.add_chain()
@@ -58,8 +65,10 @@ def build_simulator(m: int, n_components: int, n_atoms: int, hidden_dec=(200, 20
         top.add_atom("CA", md.element.carbon, top.add_residue("ALA", chain, resSeq=i + 1))
     xyz = (np.arange(n_atoms)[None, :, None] * np.array([0.38, 0, 0])[None, None]
            + rng.normal(0, 0.05, (512, n_atoms, 3))).astype(np.float32)
-    dec = CWGAN(noise_dim=noise_dim, hidden=tuple(hidden_dec), n_epochs=1, batch_size=256,
-                random_state=seed).fit(xyz, lat[:512])
+    if decoder == "cwgan":
+        dec = CWGAN(n_epochs=1, random_state=seed).fit(xyz, lat[:512])
+    else:
+        dec = FlowDecoder(max_epochs=1, random_state=seed).fit(xyz, lat[:512])
     return LatentSpaceSimulator(None, mdn, dec, top, frame_time=frame_time_ps, time_unit="ps",
                                 start_latent=lat[0], config={"benchmark": "random weights, one epoch"})
 
@@ -89,6 +98,7 @@ def main(argv=None) -> dict:
     p.add_argument("--n-steps", type=int, default=10_440)
     p.add_argument("--m", type=int, default=3, help="latent dimension (untrained networks)")
     p.add_argument("--C", type=int, default=24, help="MDN Gaussians (untrained networks)")
+    p.add_argument("--decoder", choices=("cwgan", "flow", "all"), default="all", help="decoder (untrained networks)")
     p.add_argument("--n-atoms", type=int, default=20, help="C-alpha atoms (untrained networks)")
     p.add_argument("--lag", type=int, default=20, help="MDN lag, frames (untrained networks; for the MD equivalent)")
     p.add_argument("--frame-time-ps", type=float, default=3.0,
@@ -104,9 +114,25 @@ def main(argv=None) -> dict:
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--save-model", help="also save the simulator used (e.g. to time the lss command line)")
     a = p.parse_args(argv)
+    if a.model or a.decoder != "all":
+        return run(a, None if a.model else a.decoder)
+    out = {}
+    json_path, a.json = a.json, None
+    for i, kind in enumerate(("cwgan", "flow")):
+        a.skip_md = a.skip_md or i > 0  # the MD cost once
+        out[kind] = run(a, kind)
+        print()
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return out
 
-    from lss.simulator import DECODE_BATCH, LatentSpaceSimulator, PeakMemory
+
+def run(a, decoder: str | None) -> dict:
+    """All measurements for one simulator: the saved ``a.model``, or untrained networks with ``decoder``."""
+    from lss.simulator import DECODE_BATCH, LatentSpaceSimulator
     from lss.utils import torch_threads
+    from memory import PeakMemory
 
     n_threads = torch.get_num_threads()
     res: dict = {"machine": machine(), "load_avg_before": os.getloadavg(), "torch_threads_default": n_threads,
@@ -117,14 +143,15 @@ def main(argv=None) -> dict:
         res["model"] = a.model
     else:
         with torch_threads(1):
-            sim = build_simulator(a.m, a.C, a.n_atoms, lag=a.lag, frame_time_ps=a.frame_time_ps, seed=a.seed)
+            sim = build_simulator(a.m, a.C, a.n_atoms, decoder=decoder, lag=a.lag, frame_time_ps=a.frame_time_ps,
+                                  seed=a.seed)
         sim.to(a.device)
-        res["model"] = f"untrained: m={a.m}, C={a.C}, MDN 2x100 ReLU, decoder 3x200 SiLU, noise 50, {a.n_atoms} atoms"
+        res["model"] = f"untrained: m={a.m}, C={a.C}, MDN 2x100 ReLU, decoder {sim.decoder!r}, {a.n_atoms} atoms"
     res["build_s"] = time.perf_counter() - t0
     if a.save_model:
         sim.save(a.save_model)
     n_frames = a.n_traj * (a.n_steps + 1)
-    res.update({"n_traj": a.n_traj, "n_steps": a.n_steps, "n_frames": n_frames, "latent_dim": sim.latent_dim,
+    res.update({"n_traj": a.n_traj, "n_steps": a.n_steps, "n_frames": n_frames, "latent_dim": sim.n_components_,
                 "n_atoms": sim.n_atoms, "lag_frames": sim.lag, "timestep_ps": sim.timestep_ps})
     start = sim.start_latent if sim.start_latent is not None else None
     kw = dict(start_latent=start) if start is not None else {}
@@ -145,7 +172,7 @@ def main(argv=None) -> dict:
         ens["e"] = sim.generate(a.n_traj, a.n_steps, random_state=a.seed, decode=False, device=a.device, **kw)
         return time.perf_counter() - tic
     res["propagate_s"] = best(prop)
-    latent = ens["e"].latent.reshape(-1, sim.latent_dim)
+    latent = ens["e"].latent.reshape(-1, sim.n_components_)
 
     # 2. decoding alone, 1 thread and all threads
     out = np.empty((len(latent), sim.n_atoms, 3), np.float32)
@@ -154,7 +181,8 @@ def main(argv=None) -> dict:
         def f():
             with torch_threads(threads):
                 tic = time.perf_counter()
-                sim.decoder.generate(latent, random_state=a.seed, batch_size=DECODE_BATCH, device=a.device, out=out)
+                sim.decoder.generate(latent, random_state=a.seed, device=a.device, out=out,
+                                     batch_size=getattr(sim.decoder, "decode_batch", DECODE_BATCH))
                 return time.perf_counter() - tic
         return f
     res["decode_1thread_s"] = best(dec(1))
@@ -263,4 +291,5 @@ def report(r: dict) -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/memory.py
     main(sys.argv[1:])

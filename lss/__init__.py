@@ -19,11 +19,16 @@ Modules (one per concept):
                         Encoder (featurizer + scaler + SRV, one file)
 - :mod:`lss.srv`       the SRV encoder (state-free reversible VAMPnet)
 - :mod:`lss.latent`    the latent trajectory file shared by the notebooks
-- :mod:`lss.cwgan`     the conditional Wasserstein GAN decoder
+- :mod:`lss.structure` C-alpha chain geometry: superposition (Kabsch), RMSD, bonds, the fixed-bond projection
+- :mod:`lss.cwgan`     the conditional Wasserstein GAN decoder (the paper's)
+- :mod:`lss.flow`      the conditional normalizing-flow decoder (zuko; maximum likelihood, held-out score)
+- :mod:`lss.decoding`  decoders side by side: the held-out yardstick, the table, the targets
 - :mod:`lss.simulator` the three networks joined: fast batched generation, one-file save/load
 - :mod:`lss.cli`       the `lss generate` / `lss info` command line
 - :mod:`lss.analysis`  free energies, relaxation times, structures, TICA, transitions
 - :mod:`lss.msm`       MSM helpers, the MSM baseline and the Chapman-Kolmogorov test (deeptime)
+- :mod:`lss.plots`     the figures of the notebooks, one function each
+- :mod:`lss.viewer`    the 3-D viewer (nglview behind one guard) with a static figure for every reader
 - :mod:`lss.reproduce` the papermill runner (``python -m lss.reproduce --profile cpu``)
 """
 

@@ -91,7 +91,7 @@ class DecoderBench:
         return self.train_xyz[pick]
 
     def row(self, xyz: np.ndarray, fidelity_xyz: np.ndarray | None = None, train_s: float | None = None,
-            frames_per_s: float | None = None) -> dict:
+            frames_per_s: float | None = None, paired: bool = True) -> dict:
         """Score one ensemble against the held-out MD.
 
         Parameters
@@ -100,6 +100,9 @@ class DecoderBench:
             One structure per held-out latent point (``md_latent``), in that order.
         fidelity_xyz : np.ndarray, shape (n_fidelity * n_per_point, n_atoms, 3), optional
             Structures generated at ``np.repeat(md_latent[fid_idx], n_per_point, 0)``.
+        paired : bool
+            ``xyz[i]`` belongs to ``md_latent[i]`` (a decoder's output): the re-encoding is compared
+            point by point. False for an ensemble of other frames (the MD floor row): no re-encoding.
 
         Returns
         -------
@@ -132,7 +135,7 @@ class DecoderBench:
         else:
             out["fidelity_rmsd"] = float("nan")
         out["fidelity_rmsd_neighbours"] = self.fid_neighbours
-        if self.encode is not None:
+        if self.encode is not None and paired:
             z = self.encode(xyz)
             out["cycle_r"] = [float(np.corrcoef(self.latent[:, j], z[:, j])[0, 1]) for j in range(z.shape[1])]
         out["train_s"] = train_s
@@ -153,3 +156,59 @@ class DecoderBench:
             decoder.generate(lat, random_state=random_state + 2)
             fps = n_throughput / (time.perf_counter() - t0)
         return self.row(xyz, fid, train_s=train_s, frames_per_s=fps)
+
+
+# ----------------------------------------------------------------------------------- the table
+#: columns of the decoder table: key of :meth:`DecoderBench.row`, header, format
+COLUMNS = (("q_tv", "Q TV", "{:.3f}"), ("tica_rmse_12", "TICA 1-2 [kT]", "{:.2f}"),
+           ("tica_rmse_13", "TICA 1-3 [kT]", "{:.2f}"), ("pair_tv_median", "pair TV", "{:.3f}"),
+           ("pair_mae", "pair MAE [nm]", "{:.4f}"), ("bond_mean_err", "bond err [nm]", "{:+.4f}"),
+           ("bond_sd", "bond sd [nm]", "{:.4f}"), ("fidelity_rmsd", "fidelity [nm]", "{:.3f}"),
+           ("cycle_r", "cycle r", None), ("train_s", "train [s]", "{:.0f}"), ("frames_per_s", "frames/s", "{:,.0f}"))
+
+#: the decoder targets of the cpu profile (decoded at held-out latent points): key -> (text, test(row))
+TARGETS = {
+    "q_tv": ("<= 0.10", lambda r: r["q_tv"] <= 0.10),
+    "pair_tv_median": ("<= 0.10", lambda r: r["pair_tv_median"] <= 0.10),
+    "pair_mae": ("<= 0.02 nm", lambda r: r["pair_mae"] <= 0.02),
+    "bond_mean_err": ("within 0.005 nm of MD", lambda r: abs(r["bond_mean_err"]) <= 0.005),
+    "bond_sd": ("at most 2x MD's", lambda r: r["bond_sd"] <= 2 * r["bond_sd_md"]),
+    "fidelity_rmsd": ("within 10 % of the nearest-neighbour floor",
+                      lambda r: r["fidelity_rmsd"] <= 1.1 * r["fidelity_rmsd_neighbours"]),
+    "cycle_r": (">= 0.9 for every latent coordinate", lambda r: "cycle_r" in r and min(r["cycle_r"]) >= 0.9),
+    "train_s": ("<= 360 s (2 cores)", lambda r: r["train_s"] is not None and r["train_s"] <= 360),
+}
+
+
+def _cell(row: dict, key: str, fmt: str | None) -> str:
+    v = row.get(key)
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if key == "cycle_r":
+        return " / ".join(f"{x:.2f}" for x in v)
+    return fmt.format(v)
+
+
+def table(rows: dict) -> str:
+    """The decoder table in markdown: one row per decoder (and reference row), :data:`COLUMNS` as columns."""
+    head = "| decoder | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(row, k, f) for k, _, f in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def assess(row: dict) -> dict:
+    """``{key: (target text, met)}`` of one decoder row against :data:`TARGETS`."""
+    return {k: (text, bool(test(row))) for k, (text, test) in TARGETS.items()}
+
+#: units of the row entries recorded in metrics.json
+UNITS = {"pair_mae": "nm", "bond_mean_err": "nm", "bond_sd": "nm", "fidelity_rmsd": "nm", "train_s": "s",
+         "frames_per_s": "frames/s", "tica_rmse_12": "kT", "tica_rmse_13": "kT"}
+
+
+def verdict_markdown(row: dict) -> str:
+    """One markdown line per target of :data:`TARGETS`: the value, the target, met or missed."""
+    fmts = {k: f for k, _, f in COLUMNS}
+    return "\n".join(f"- {k}: {_cell(row, k, fmts.get(k, '{}'))} (target {text}) — **{'met' if ok else 'missed'}**"
+                     for k, (text, ok) in assess(row).items())

