@@ -34,9 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Estimator
-from .structure import (as_coords, as_coords_and_latent, choose_reference, project_bonds_, rmsd_to,  # noqa: F401
-                        superpose)
+from .decoder import Decoder
+from .structure import as_coords_and_latent, choose_reference, rmsd_to, superpose  # noqa: F401 (public here too)
 from .utils import get_device, local_torch_seed, torch_generator
 
 _OPTIMIZERS = ("adam", "rmsprop")
@@ -114,7 +113,7 @@ class _Critic(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- estimator
-class CWGAN(Estimator):
+class CWGAN(Decoder):
     """Conditional WGAN-GP decoder from latent coordinates to C-alpha structures.
 
     Parameters
@@ -330,8 +329,7 @@ class CWGAN(Estimator):
         scale = np.maximum(scale, 1e-3)  # a coordinate fixed by the superposition (1- or 2-atom toys)
         cond_mean, cond_std = C.mean(0), C.std(0)
         cond_std[cond_std <= 0] = 1.0
-        bonds = np.linalg.norm(np.diff(xyz, axis=1), axis=-1).astype(np.float64)
-        bond_mean, bond_sd = (bonds.mean(0), bonds.std(0)) if n_atoms > 1 else (np.zeros(0), np.zeros(0))
+        bond_mean, bond_sd = self._bond_stats(xyz)
         dev = get_device(self.device)
         Xt = torch.as_tensor((X - center) / scale, dtype=torch.float32, device=dev)
         Ct = torch.as_tensor((C - cond_mean) / cond_std, dtype=torch.float32, device=dev)
@@ -346,7 +344,7 @@ class CWGAN(Estimator):
             D.set_geometry(pairs, scale, center, dist.mean(0), np.maximum(dist.std(0), 1e-4))
             del dist
         D = D.to(dev)
-        del X, C, xyz, bonds
+        del X, C, xyz
         # the generator that is kept (and saved) is an exponential moving average of the trained one
         # when ema > 0; it damps the oscillations of adversarial training
         G_keep = copy.deepcopy(G).requires_grad_(False) if self.ema > 0 else G
@@ -435,19 +433,6 @@ class CWGAN(Estimator):
         return self
 
     # -------------------------------------------------------------------------------- generation
-    def _check_latent(self, latent) -> np.ndarray:
-        c = np.asarray(latent, dtype=np.float32)
-        m = self.n_components_
-        if c.ndim == 1 and m == 1:
-            c = c[:, None]
-        if c.ndim == 1 and c.shape[0] == m:
-            c = c[None, :]
-        if c.ndim != 2 or c.shape[1] != m:
-            raise ValueError(f"latent must have shape (n_frames, {m}), got {np.shape(latent)}")
-        if not np.all(np.isfinite(c)):
-            raise ValueError("latent contains NaN or inf values")
-        return c
-
     @torch.inference_mode()
     def generate(self, latent, random_state: int | None = None, batch_size: int | None = None,
                  device: str | None = None, out: np.ndarray | None = None) -> np.ndarray:
@@ -483,15 +468,9 @@ class CWGAN(Estimator):
         self._check_fitted()
         c = self._check_latent(latent)
         dev = get_device(device or self.device)
-        if batch_size is None:
-            batch_size = 262144 if dev.type == "cuda" else 16384
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = self._batch(batch_size, dev, cpu_default=16384)
         n, a = len(c), self.n_atoms_
-        if out is None:
-            out = np.empty((n, a, 3), dtype=np.float32)
-        elif out.shape != (n, a, 3) or out.dtype != np.float32:
-            raise ValueError(f"out must be a float32 array of shape {(n, a, 3)}, got {out.dtype} {out.shape}")
+        out = self._output(n, out)
         if n == 0:
             return out
         G = self.generator_.to(dev).eval()
@@ -505,7 +484,6 @@ class CWGAN(Estimator):
         as_t = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
         scale, center = as_t(self.x_scale_), as_t(self.x_center_)
         cm, cs = as_t(self.cond_mean_), as_t(self.cond_std_)
-        bmean, bsd = as_t(self.bond_mean_), as_t(self.bond_sd_)
         g = torch_generator(random_state, dev)
         k = min(int(batch_size), n)
         z = torch.empty((k, d), device=dev)
@@ -530,22 +508,12 @@ class CWGAN(Estimator):
             if G.squash:
                 o.tanh_()
             o.mul_(scale).add_(center)
-            if self.fixed_bonds and a > 1:
-                lengths = torch.randn((kk, a - 1), generator=g, device=dev).mul_(bsd).add_(bmean)
-                project_bonds_(o.view(kk, a, 3), lengths)
+            self._fix_bonds_(o, g)
             if dev.type == "cpu":
                 flat[i:i + kk] = o.numpy()
             else:
                 flat[i:i + kk] = o.cpu().numpy()
         return out
-
-    def superpose(self, coords) -> np.ndarray:
-        """Superpose structures (n_frames, n_atoms, 3), nm, on ``reference_``: the frame of the output."""
-        self._check_fitted()
-        x = as_coords(coords, "coords")
-        if x[0].shape[1] != self.n_atoms_:
-            raise ValueError(f"coords must have {self.n_atoms_} atoms, got {x[0].shape[1]}")
-        return np.concatenate([superpose(xi, self.reference_) for xi in x])
 
     @torch.inference_mode()
     def critic_score(self, coords, latent) -> np.ndarray:
@@ -564,12 +532,7 @@ class CWGAN(Estimator):
     def state(self) -> dict:
         """Everything needed to rebuild the fitted decoder (arrays, tensors, plain values), critic included."""
         self._check_fitted()
-        return {"params": self.get_params(), "n_atoms": self.n_atoms_, "n_components": self.n_components_,
-                "reference": self.reference_, "reference_source": self.reference_source_,
-                "x_center": self.x_center_, "x_scale": self.x_scale_,
-                "cond_mean": self.cond_mean_, "cond_std": self.cond_std_,
-                "bond_mean": self.bond_mean_, "bond_sd": self.bond_sd_,
-                "history": self.history_, "fit_time_s": getattr(self, "fit_time_s_", None),
+        return {**self._common_state(), "x_center": self.x_center_, "x_scale": self.x_scale_,
                 "generator": {k: v.detach().cpu() for k, v in self.generator_.state_dict().items()},
                 "critic": {k: v.detach().cpu() for k, v in self.critic_.state_dict().items()}}
 
@@ -581,13 +544,8 @@ class CWGAN(Estimator):
         generator.load_state_dict(state["generator"])
         critic = _Critic(n_atoms * 3, m, self.hidden, len(_geometry_pairs(n_atoms, int(self.critic_separation))))
         critic.load_state_dict(state["critic"])
-        self.n_atoms_, self.n_components_ = n_atoms, m
-        self.reference_ = np.asarray(state["reference"], dtype=np.float32)
-        self.reference_source_ = state["reference_source"]
+        self._load_common(state)
         self.x_center_, self.x_scale_ = np.asarray(state["x_center"]), np.asarray(state["x_scale"])
-        self.cond_mean_, self.cond_std_ = np.asarray(state["cond_mean"]), np.asarray(state["cond_std"])
-        self.bond_mean_, self.bond_sd_ = np.asarray(state["bond_mean"]), np.asarray(state["bond_sd"])
-        self.history_, self.fit_time_s_ = state["history"], state["fit_time_s"]
         self.critic_ = critic.eval()
         self.generator_ = generator.eval()
         return self

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Estimator
-from .structure import as_coords, as_coords_and_latent, choose_reference, project_bonds_, superpose
+from .decoder import Decoder
+from .structure import as_coords_and_latent, choose_reference, superpose
 from .utils import block_split, get_device, local_torch_seed, torch_generator
 
 _KINDS = ("affine", "spline")
@@ -42,7 +42,7 @@ def _build_flow(n_features: int, n_context: int, kind: str, transforms: int, hid
     return zuko.flows.RealNVP(n_features, n_context, transforms=transforms, **kw)
 
 
-class FlowDecoder(Estimator):
+class FlowDecoder(Decoder):
     """Conditional normalizing flow ``p(x | psi)`` on whitened, superposed C-alpha coordinates.
 
     Parameters
@@ -188,8 +188,7 @@ class FlowDecoder(Estimator):
         cond_mean, cond_std = C[~is_val].mean(0), C[~is_val].std(0)
         cond_std[cond_std <= 0] = 1.0
         Cs = (C - cond_mean) / cond_std
-        bonds = np.linalg.norm(np.diff(xyz, axis=1), axis=-1)[~is_val]
-        bond_mean, bond_sd = (bonds.mean(0), bonds.std(0)) if n_atoms > 1 else (np.zeros(0), np.zeros(0))
+        bond_mean, bond_sd = self._bond_stats(xyz[~is_val])
         dev = get_device(self.device)
         as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)  # noqa: E731
         Yt, Ct, Yv, Cv = as_t(Y[~is_val]), as_t(Cs[~is_val]), as_t(Y[is_val]), as_t(Cs[is_val])
@@ -264,17 +263,6 @@ class FlowDecoder(Estimator):
         return tot / max(len(Y), 1) / k
 
     # ----------------------------------------------------------------------------- inference
-    def _check_latent(self, latent) -> np.ndarray:
-        c = np.asarray(latent, dtype=np.float32)
-        m = self.n_components_
-        if c.ndim == 1 and c.shape[0] == m:
-            c = c[None, :]
-        if c.ndim != 2 or c.shape[1] != m:
-            raise ValueError(f"latent must have shape (n_frames, {m}), got {np.shape(latent)}")
-        if not np.all(np.isfinite(c)):
-            raise ValueError("latent contains NaN or inf values")
-        return c
-
     def score(self, coords, latent) -> float:
         """Mean negative log-likelihood of structures at their latent points, nats per whitened coordinate.
 
@@ -283,7 +271,7 @@ class FlowDecoder(Estimator):
         whitening only.
         """
         self._check_fitted()
-        x = np.concatenate([superpose(xi, self.reference_) for xi in as_coords(coords)])
+        x = self.superpose(coords)
         c = self._check_latent(latent)
         if len(c) != len(x):
             raise ValueError(f"latent has {len(c)} frames but coords has {len(x)}")
@@ -314,20 +302,13 @@ class FlowDecoder(Estimator):
         self._check_fitted()
         c = self._check_latent(latent)
         dev = get_device(device or self.device)
-        if batch_size is None:
-            batch_size = 262144 if dev.type == "cuda" else 32768
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = self._batch(batch_size, dev, cpu_default=32768)
         n, a = len(c), self.n_atoms_
-        if out is None:
-            out = np.empty((n, a, 3), dtype=np.float32)
-        elif out.shape != (n, a, 3) or out.dtype != np.float32:
-            raise ValueError(f"out must be a float32 array of shape {(n, a, 3)}, got {out.dtype} {out.shape}")
+        out = self._output(n, out)
         flow = self.flow_.to(dev).eval()
         as_t = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
         back = as_t(self.components_ * self.scales_).t().contiguous()  # (k, 3 n_atoms): whitened -> nm
         mean, cm, cs = as_t(self.x_mean_), as_t(self.cond_mean_), as_t(self.cond_std_)
-        bmean, bsd = as_t(self.bond_mean_), as_t(self.bond_sd_)
         g = torch_generator(random_state, dev)
         k = len(self.scales_)
         flat = out.reshape(n, a * 3)
@@ -338,22 +319,15 @@ class FlowDecoder(Estimator):
             # push base draws through the inverse flow (the zuko flow maps data -> base)
             y = flow(ci).transform.inv(eps)
             x = torch.addmm(mean, y, back)
-            if self.fixed_bonds and a > 1:
-                lengths = torch.randn((kk, a - 1), generator=g, device=dev).mul_(bsd).add_(bmean)
-                project_bonds_(x.view(kk, a, 3), lengths)
+            self._fix_bonds_(x, g)
             flat[i:i + kk] = x.cpu().numpy()
         return out
 
     # ----------------------------------------------------------------------------- persistence
     def state(self) -> dict:
         self._check_fitted()
-        return {"params": self.get_params(), "n_atoms": self.n_atoms_, "n_components": self.n_components_,
-                "reference": self.reference_, "reference_source": self.reference_source_,
-                "x_mean": self.x_mean_, "components": self.components_, "scales": self.scales_,
-                "cond_mean": self.cond_mean_, "cond_std": self.cond_std_,
-                "bond_mean": self.bond_mean_, "bond_sd": self.bond_sd_,
-                "history": self.history_, "best_epoch": self.best_epoch_, "val_nll": self.val_nll_,
-                "fit_time_s": self.fit_time_s_,
+        return {**self._common_state(), "x_mean": self.x_mean_, "components": self.components_,
+                "scales": self.scales_, "best_epoch": self.best_epoch_, "val_nll": self.val_nll_,
                 "flow": {k: v.detach().cpu() for k, v in self.flow_.state_dict().items()}}
 
     @classmethod
@@ -364,15 +338,10 @@ class FlowDecoder(Estimator):
             flow = _build_flow(len(scales), int(state["n_components"]), self.kind, int(self.transforms),
                                self.hidden, int(self.bins))
         flow.load_state_dict(state["flow"])
-        self.n_atoms_, self.n_components_ = int(state["n_atoms"]), int(state["n_components"])
-        self.reference_ = np.asarray(state["reference"], dtype=np.float32)
-        self.reference_source_ = state["reference_source"]
+        self._load_common(state)
         self.x_mean_, self.components_, self.scales_ = (np.asarray(state["x_mean"]),
                                                         np.asarray(state["components"]), scales)
-        self.cond_mean_, self.cond_std_ = np.asarray(state["cond_mean"]), np.asarray(state["cond_std"])
-        self.bond_mean_, self.bond_sd_ = np.asarray(state["bond_mean"]), np.asarray(state["bond_sd"])
-        self.history_, self.best_epoch_ = state["history"], int(state["best_epoch"])
-        self.val_nll_, self.fit_time_s_ = float(state["val_nll"]), state["fit_time_s"]
+        self.best_epoch_, self.val_nll_ = int(state["best_epoch"]), float(state["val_nll"])
         self.flow_ = flow.eval()
         return self
 

@@ -55,7 +55,8 @@ def decoder_tica(bench, ensembles: dict, max_dF: float = 6.0):
     import matplotlib.pyplot as plt
 
     names = ["MD (held out)"] + list(ensembles)
-    fig, axs = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.2), sharex=True, sharey=True, squeeze=False)
+    fig, axs = plt.subplots(1, len(names), figsize=(3.1 * len(names) + 0.8, 3.4), sharex=True, sharey=True,
+                            squeeze=False, layout="constrained")
     axs = axs[0]
     levels = np.arange(0, max_dF + 0.01, 0.5)
     for ax, name in zip(axs, names):
@@ -66,14 +67,14 @@ def decoder_tica(bench, ensembles: dict, max_dF: float = 6.0):
             F = A.free_energy_2d(tics[:, 0], tics[:, 1], bins=(bench.grid[0], bench.grid[1]))[2]
             both = A.sampled_region(bench.F[1], max_dF=max_dF) & np.isfinite(F)
             rmse = A.aligned_rmse(bench.F[1], F, mask=both) if both.any() else float("nan")
-            title = f"{name}: RMSE {rmse:.2f} kT"
+            title = f"{name}\nRMSE {rmse:.2f} kT"
         ca = 0.5 * (bench.grid[0][1:] + bench.grid[0][:-1])
         cb = 0.5 * (bench.grid[1][1:] + bench.grid[1][:-1])
         im = ax.contourf(ca, cb, (F - np.nanmin(F)).T, levels=levels, cmap="nipy_spectral", extend="max")
         ax.set(title=title, xlabel="TIC1")
         ax.title.set_fontsize(9)
     axs[0].set_ylabel("TIC2")
-    fig.colorbar(im, ax=list(axs), label=r"$F$ [$k_BT$]", shrink=0.85)
+    fig.colorbar(im, ax=list(axs), label=r"$F$ [$k_BT$]", shrink=0.9, pad=0.01)
     return fig
 
 

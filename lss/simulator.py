@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import queue
 import threading
 import time

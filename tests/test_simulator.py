@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from lss import persist, trajio
-from lss import simulator as simmod
 from lss.cli import main as cli_main
 from lss.cwgan import CWGAN
 from lss.features import CAFeaturizer, Encoder, FeatureScaler
