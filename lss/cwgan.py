@@ -41,7 +41,6 @@ from .utils import get_device, local_torch_seed, torch_generator
 _OPTIMIZERS = ("adam", "rmsprop")
 _SCALINGS = ("standard", "minmax")
 _DEFAULT_LR = {"adam": 2e-4, "rmsprop": 5e-5}
-_REFERENCES = ("first", "native")
 
 
 # ------------------------------------------------------------------------------------ networks
@@ -252,28 +251,16 @@ class CWGAN(Decoder):
 
     # ----------------------------------------------------------------------------------- helpers
     def _check_params(self):
-        for name in ("noise_dim", "n_critic", "batch_size", "n_epochs"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden!r}")
+        self._check_common(("noise_dim", "n_critic", "batch_size", "n_epochs"),
+                           {"optimizer": _OPTIMIZERS, "lr_schedule": ("constant", "linear"), "scaling": _SCALINGS})
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
         if self.gp_lambda < 0:
             raise ValueError(f"gp_lambda must be >= 0, got {self.gp_lambda}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be positive (or None for the optimizer's default), got {self.lr!r}")
-        if self.lr_schedule not in ("constant", "linear"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
-        if self.scaling not in _SCALINGS:
-            raise ValueError(f"scaling must be one of {_SCALINGS}, got {self.scaling!r}")
         if int(self.critic_separation) != self.critic_separation or self.critic_separation < 0:
             raise ValueError(f"critic_separation must be a non-negative integer, got {self.critic_separation!r}")
-        if self.reference not in _REFERENCES:
-            raise ValueError(f"reference must be one of {_REFERENCES}, got {self.reference!r}")
 
     def _make_opt(self, params):
         lr = self.lr if self.lr is not None else _DEFAULT_LR[self.optimizer]

@@ -25,6 +25,19 @@ class Decoder(Estimator):
     """
 
     # ------------------------------------------------------------------------------ fitting helpers
+    def _check_common(self, counts: tuple[str, ...], choices: dict) -> None:
+        """``ValueError`` naming the parameter: ``counts`` must be positive integers, ``hidden`` a
+        non-empty tuple of positive widths, ``reference`` and the keys of ``choices`` one of their values."""
+        for name in counts:
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden!r}")
+        for name, allowed in {"reference": ("first", "native"), **choices}.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {tuple(allowed)}, got {getattr(self, name)!r}")
+
     @staticmethod
     def _bond_stats(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd (nm) of each bond i, i+1 over frames (n_frames, n_atoms, 3); empty for one atom."""

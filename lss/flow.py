@@ -29,7 +29,6 @@ from .structure import as_coords_and_latent, choose_reference, superpose
 from .utils import block_split, get_device, local_torch_seed, torch_generator
 
 _KINDS = ("affine", "spline")
-_REFERENCES = ("first", "native")
 
 
 def _build_flow(n_features: int, n_context: int, kind: str, transforms: int, hidden: tuple[int, ...],
@@ -125,20 +124,12 @@ class FlowDecoder(Decoder):
         self.progress = progress
 
     def _check_params(self):
-        if self.kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
-        for name in ("transforms", "bins", "batch_size", "max_epochs", "patience", "n_val_blocks"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden!r}")
+        self._check_common(("transforms", "bins", "batch_size", "max_epochs", "patience", "n_val_blocks"),
+                           {"kind": _KINDS})
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.reference not in _REFERENCES:
-            raise ValueError(f"reference must be one of {_REFERENCES}, got {self.reference!r}")
 
     # --------------------------------------------------------------------------------------- fit
     def fit(self, coords, latent, reference: np.ndarray | None = None,
