@@ -154,27 +154,6 @@ def fraction_native_contacts(xyz, contacts: np.ndarray | None = None, ratio: flo
     return out
 
 
-def core_states(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> np.ndarray:
-    """Transition-based assignment of frames to the unfolded (0) or folded (1) core.
-
-    A frame with ``q < lo`` is unfolded, ``q > hi`` folded; a frame in between keeps the state of the
-    last core visited. Frames before the first core visit get -1.
-
-    Returns
-    -------
-    np.ndarray, shape (n_frames,), int8
-    """
-    q = np.asarray(q, dtype=float).ravel()
-    if not lo < hi:
-        raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
-    raw = np.full(len(q), -1, dtype=np.int8)
-    raw[q < lo] = 0
-    raw[q > hi] = 1
-    idx = np.where(raw >= 0, np.arange(len(q)), -1)
-    np.maximum.accumulate(idx, out=idx)
-    return np.where(idx >= 0, raw[np.maximum(idx, 0)], -1).astype(np.int8)
-
-
 def count_transitions(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> int:
     """Number of folding plus unfolding transitions in a Q time series, by dual cutoffs.
 
@@ -197,9 +176,16 @@ def count_transitions(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> int:
     int
         Folding plus unfolding transitions.
     """
-    s = core_states(q, lo, hi)
-    s = s[s >= 0]
-    return int(np.count_nonzero(s[1:] != s[:-1]))
+    from .kinetics import count_transitions as count
+
+    return count(np.asarray(q, dtype=np.float64).ravel(), lo, hi)
+
+
+def core_states(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> np.ndarray:
+    """:func:`lss.kinetics.core_states` with the Go model's Q cores (unfolded 0, folded 1) as defaults."""
+    from .kinetics import core_states as states
+
+    return states(q, lo, hi)
 
 
 def folded_fraction(q, threshold: float = Q_BARRIER) -> float:

@@ -186,3 +186,193 @@ def choose_reference(coords: list[np.ndarray], reference, mode: str) -> tuple[np
         raise ValueError("reference: reference='native' needs the native structure; pass "
                          "fit(coords, latent, reference=xyz_native) or use reference='first'")
     return coords[0][0].copy(), "first"
+
+
+# ------------------------------------------------------------------ ensembles of structures
+def _xyz(x, name: str) -> np.ndarray:
+    """C-alpha coordinates in any accepted form -> one float32 array ``(n_frames, n_atoms, 3)``, nm."""
+    import mdtraj as md
+
+    if isinstance(x, md.Trajectory):
+        arr = x.xyz
+    elif isinstance(x, (list, tuple)):
+        if not x:
+            raise ValueError(f"{name} is empty")
+        parts = [_xyz(t, f"{name}[{i}]") for i, t in enumerate(x)]
+        if len({p.shape[1] for p in parts}) != 1:
+            raise ValueError(f"{name}: trajectories have different numbers of atoms")
+        arr = np.concatenate(parts)
+    else:
+        arr = np.asarray(x)
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim == 4:
+        arr = arr.reshape(-1, *arr.shape[2:])
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape (n_frames, n_atoms, 3) in nm, got {arr.shape}")
+    if len(arr) == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf values")
+    return arr
+
+
+_TOPOLOGIES: dict[int, object] = {}
+
+
+def _ca_topology(n_atoms: int):
+    """A C-alpha-only mdtraj topology of ``n_atoms`` residues (one chain), for geometry on bare arrays."""
+    import mdtraj as md
+
+    if n_atoms not in _TOPOLOGIES:
+        top = md.Topology()
+        chain = top.add_chain()
+        for i in range(n_atoms):
+            top.add_atom("CA", md.element.carbon, top.add_residue("ALA", chain, resSeq=i + 1))
+        _TOPOLOGIES[n_atoms] = top
+    return _TOPOLOGIES[n_atoms]
+
+
+def _as_mdtraj(x, name: str):
+    import mdtraj as md
+
+    if isinstance(x, md.Trajectory):
+        return x
+    arr = _xyz(x, name)
+    return md.Trajectory(arr, _ca_topology(arr.shape[1]))
+
+
+def radius_of_gyration(xyz, masses=None) -> np.ndarray:
+    """Radius of gyration of each frame (``mdtraj.compute_rg``).
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
+    masses : array (n_atoms,), optional
+        Weights; default equal (for C-alpha models every bead counts the same).
+
+    Returns
+    -------
+    np.ndarray (n_frames,), nm
+    """
+    import mdtraj as md
+
+    return np.asarray(md.compute_rg(_as_mdtraj(xyz, "xyz"), masses=masses), dtype=np.float64)
+
+
+def rmsd_to_reference(xyz, ref_xyz, atom_indices=None) -> np.ndarray:
+    """RMSD of each frame to one reference structure after optimal superposition (``mdtraj.rmsd``).
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
+    ref_xyz : array (n_atoms, 3) or (1, n_atoms, 3) nm, or an mdtraj.Trajectory (its first frame)
+        E.g. the native C-alpha structure (2JOF).
+    atom_indices : array of int, optional
+        Atoms to superpose and compare (default all).
+
+    Returns
+    -------
+    np.ndarray (n_frames,), nm
+    """
+    import mdtraj as md
+
+    t = _as_mdtraj(xyz, "xyz")
+    r = _as_mdtraj(ref_xyz, "ref_xyz")
+    if r.n_atoms != t.n_atoms:
+        raise ValueError(f"ref_xyz has {r.n_atoms} atoms, xyz has {t.n_atoms}")
+    return np.asarray(md.rmsd(t, r, 0, atom_indices=atom_indices), dtype=np.float64)
+
+
+def pair_rmsd(xyz_a, xyz_b) -> np.ndarray:
+    """RMSD between frame ``k`` of ``xyz_a`` and frame ``k`` of ``xyz_b`` after optimal superposition.
+
+    The same numbers as ``mdtraj.rmsd(a[k], b[k])`` (tested), computed for all pairs at once by the
+    Kabsch method (batched SVD of the 3x3 correlation matrices, with the reflection correction);
+    ``mdtraj.rmsd`` superposes onto one reference frame per call, which costs milliseconds per pair.
+
+    Parameters
+    ----------
+    xyz_a, xyz_b : array (n_pairs, n_atoms, 3), nm
+
+    Returns
+    -------
+    np.ndarray (n_pairs,), nm
+    """
+    a = np.asarray(xyz_a, dtype=np.float64)
+    b = np.asarray(xyz_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"xyz_a and xyz_b must both have shape (n_pairs, n_atoms, 3), got {a.shape}, {b.shape}")
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    h = np.einsum("nki,nkj->nij", a, b)
+    u, s, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    s[:, 2] *= d
+    msd = ((a ** 2).sum((1, 2)) + (b ** 2).sum((1, 2)) - 2 * s.sum(1)) / a.shape[1]
+    return np.sqrt(np.clip(msd, 0.0, None))
+
+
+def ensemble_rmsd(xyz_a, xyz_b, n_pairs: int = 1000, rng=None, return_all: bool = False):
+    """Mean RMSD between random pairs of structures, one from each ensemble (superposed pairwise).
+
+    The paper's "relative C-alpha RMSD" of MD and LSS structures in a region of the latent space:
+    ``n_pairs`` frames ``i`` of ``xyz_a`` and ``j`` of ``xyz_b`` are drawn uniformly with replacement
+    and each pair is superposed (:func:`pair_rmsd`, equal to ``mdtraj.rmsd``). Compare with
+    ``ensemble_rmsd(a, a)``, the spread within one ensemble, which is the floor of this number.
+
+    Parameters
+    ----------
+    xyz_a, xyz_b : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory or list of them
+        The two ensembles (e.g. MD and LSS frames selected by :func:`select_region`).
+    n_pairs : int
+        Number of random pairs.
+    rng : numpy.random.Generator or int, optional
+        Random source (or its seed).
+    return_all : bool
+        Return the array (n_pairs,) of pair RMSDs instead of their mean.
+
+    Returns
+    -------
+    float (nm), or np.ndarray (n_pairs,) nm
+    """
+    a, b = _xyz(xyz_a, "xyz_a"), _xyz(xyz_b, "xyz_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"xyz_a has {a.shape[1]} atoms, xyz_b has {b.shape[1]}")
+    if int(n_pairs) != n_pairs or n_pairs < 1:
+        raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
+    rng = np.random.default_rng(rng)
+    i = rng.integers(len(a), size=int(n_pairs))
+    j = rng.integers(len(b), size=int(n_pairs))
+    out = np.concatenate([pair_rmsd(a[i[k:k + 50_000]], b[j[k:k + 50_000]]) for k in range(0, len(i), 50_000)])
+    return out if return_all else float(out.mean())
+
+
+def ca_distances(xyz, min_separation: int = 1, chunk: int = 100_000) -> np.ndarray:
+    """All C-alpha pair distances ``|r_i - r_j|`` with ``j - i >= min_separation`` (TICA features).
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
+        MD or decoded LSS structures.
+    min_separation : int
+        Smallest sequence separation ``j - i`` (1: all ``n (n - 1) / 2`` pairs).
+    chunk : int
+        Frames per step (memory stays bounded).
+
+    Returns
+    -------
+    np.ndarray (n_frames, n_pairs), float32, nm
+        Pairs ``(i, j)`` in row-major order of ``i < j``.
+    """
+    x = _xyz(xyz, "xyz")
+    n = x.shape[1]
+    if int(min_separation) != min_separation or not 1 <= min_separation < n:
+        raise ValueError(f"min_separation must be an integer in [1, {n}), got {min_separation!r}")
+    i, j = np.triu_indices(n, k=int(min_separation))
+    out = np.empty((len(x), len(i)), dtype=np.float32)
+    for a in range(0, len(x), int(chunk)):
+        b = x[a:a + int(chunk)]
+        out[a:a + len(b)] = np.linalg.norm(b[:, i] - b[:, j], axis=-1)
+    return out

@@ -11,9 +11,9 @@ import lss
 
 LAYERS = [
     # ground
-    {"paths", "utils", "persist", "base", "trajio", "structure", "results", "viewer", "latent"},
+    {"paths", "utils", "persist", "base", "trajio", "structure", "stats", "results", "viewer", "latent"},
     # concepts
-    {"fourwell", "gomodel", "features", "srv", "mdn", "decoder", "cwgan", "flow", "msm", "analysis"},
+    {"fourwell", "gomodel", "features", "srv", "mdn", "decoder", "cwgan", "flow", "msm", "kinetics", "analysis"},
     # composed
     {"data", "simulator", "decoding", "plots", "fixtures"},
     # outer

@@ -1,0 +1,329 @@
+"""Kinetics of MD and LSS trajectories alike: autocorrelations, relaxation times, transitions.
+
+Time correlations are measured inside each trajectory, never across the join of two; lags are in
+frames and times in the unit of ``frame_time`` (ps, ns or model time, whatever the caller uses).
+Errors come from contiguous blocks (:mod:`lss.stats`).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .stats import _coord_list, _mode_list, split_blocks
+from .utils import check_lag
+
+__all__ = ["autocorrelation", "relaxation_time", "relaxation_times", "core_states", "count_transitions",
+           "transitions_per_frames", "transition_rate", "cost_per_time"]
+
+
+# -------------------------------------------------------------------------------------- kinetics
+def _acf_sums(trajs: list[np.ndarray], max_lag: int, mean: np.ndarray):
+    """Sum over trajectories and t of (x_t - mean)(x_{t+lag} - mean) and the pair counts, per lag."""
+    m = trajs[0].shape[1]
+    sums = np.zeros((max_lag + 1, m))
+    counts = np.zeros(max_lag + 1)
+    for x in trajs:
+        n = len(x)
+        L = min(max_lag, n - 1)
+        y = x - mean
+        nfft = 1 << int(math.ceil(math.log2(n + L + 1)))
+        f = np.fft.rfft(y, n=nfft, axis=0)
+        c = np.fft.irfft(f * np.conj(f), n=nfft, axis=0)[:L + 1]
+        sums[:L + 1] += c
+        counts[:L + 1] += n - np.arange(L + 1)
+    return sums, counts
+
+
+def autocorrelation(x, max_lag: int):
+    """Normalised autocorrelation ``C(lag) = <dx(t) dx(t+lag)> / <dx dx>`` of each mode.
+
+    ``dx = x - mean`` with the mean over all frames of all trajectories; averages run over all pairs
+    ``(t, t + lag)`` inside each trajectory (pairs never join two trajectories), so ``C(0) = 1``.
+    This is the paper's ``C_i(tau) = <psi_i(t + tau) psi_i(t)> / <psi_i(t) psi_i(t)>`` for mean-free
+    modes. Computed by FFT.
+
+    Parameters
+    ----------
+    x : array (n_frames,) or (n_frames, m), a list of them, or a stack (n_traj, n_frames, m)
+        Trajectories of ``m`` modes (e.g. SRV coordinates of MD, or MDN output of the LSS).
+    max_lag : int
+        Largest lag, in frames; shorter than the longest trajectory.
+
+    Returns
+    -------
+    np.ndarray, shape (max_lag + 1,) for 1-D input or (max_lag + 1, m)
+    """
+    one_d = (isinstance(x, np.ndarray) or hasattr(x, "shape")) and np.ndim(x) == 1
+    if not one_d and isinstance(x, (list, tuple)) and len(x) and all(np.ndim(t) == 1 for t in x):
+        one_d = True
+    trajs = _mode_list(x, "x")
+    max_lag = check_lag(max_lag, trajs, "max_lag")
+    mean = np.concatenate(trajs).mean(0)
+    sums, counts = _acf_sums(trajs, max_lag, mean)
+    c = sums / counts[:, None]
+    if np.any(c[0] <= 0):
+        raise ValueError(f"x: mode(s) {np.nonzero(c[0] <= 0)[0].tolist()} are constant; no autocorrelation")
+    c = c / c[0]
+    return c[:, 0] if one_d else c
+
+
+def relaxation_time(acf, dt: float = 1.0, cutoff: float = math.exp(-2), fit_range=None,
+                    amplitude: bool = False) -> float:
+    """Relaxation time ``t`` of a fit ``C(lag) ~ exp(-lag dt / t)`` to an autocorrelation function.
+
+    The fit is least squares on the values of ``C`` (not of ``ln C``, whose noise grows as ``C``
+    decays) over the lags ``0 ... L - 1``, with ``L`` the first lag where ``C < cutoff`` (default
+    ``e^-2``: two relaxation times of a single exponential, beyond which the estimate is mostly noise).
+    At least the first two lags (three with ``amplitude``) are always used; if ``C`` never drops below
+    ``cutoff``, all lags are used and a ``RuntimeWarning`` says that ``max_lag`` is too short.
+
+    Parameters
+    ----------
+    acf : array (n_lags,)
+        Normalised autocorrelation at lags ``0, 1, ...`` frames (:func:`autocorrelation`).
+    dt : float
+        Time between frames; the result is in its unit (``dt=1``: frames).
+    cutoff : float
+        See above; in (0, 1).
+    fit_range : (int, int), optional
+        Explicit ``[start, stop)`` range of lag indices to fit instead of the cutoff rule (e.g. start
+        beyond fast initial decays).
+    amplitude : bool
+        Fit ``A exp(-lag / t)`` with a free amplitude ``A`` (default: the paper's ``exp(-lag / t)``).
+
+    Returns
+    -------
+    float
+        ``t`` in the unit of ``dt``.
+    """
+    from scipy.optimize import curve_fit
+
+    c = np.asarray(acf, dtype=np.float64)
+    if c.ndim != 1 or len(c) < 2 or not np.all(np.isfinite(c)):
+        raise ValueError("acf must be a finite 1-D array of at least 2 lags")
+    if not 0 < cutoff < 1:
+        raise ValueError(f"cutoff must lie in (0, 1), got {cutoff!r}")
+    if not dt > 0:
+        raise ValueError(f"dt must be positive, got {dt!r}")
+    need = 3 if amplitude else 2
+    if fit_range is None:
+        below = np.nonzero(c < cutoff)[0]
+        if len(below) == 0:
+            warnings.warn(f"the autocorrelation stays above {cutoff:.3g} up to the largest lag "
+                          f"({len(c) - 1}); the fitted time is uncertain: use a longer max_lag",
+                          RuntimeWarning, stacklevel=2)
+            start, stop = 0, len(c)
+        else:
+            start, stop = 0, max(int(below[0]), need)
+    else:
+        start, stop = (int(v) for v in fit_range)
+        if not 0 <= start < stop <= len(c) or stop - start < need:
+            raise ValueError(f"fit_range must select at least {need} lags inside [0, {len(c)}), got {fit_range!r}")
+    stop = min(stop, len(c))
+    lags = np.arange(start, stop, dtype=np.float64)
+    y = c[start:stop]
+    # initial guess from the last positive point
+    pos = y > 0
+    guess = -lags[pos][-1] / math.log(min(y[pos][-1], 0.999)) if pos.any() and lags[pos][-1] > 0 else 1.0
+    guess = max(guess, 1e-3)
+    if amplitude:
+        p, _ = curve_fit(lambda s, a, t: a * np.exp(-s / t), lags, y, p0=(1.0, guess),
+                         bounds=([0.0, 1e-6], [np.inf, np.inf]))
+        t = p[1]
+    else:
+        p, _ = curve_fit(lambda s, t: np.exp(-s / t), lags, y, p0=(guess,), bounds=([1e-6], [np.inf]))
+        t = p[0]
+    return float(t * dt)
+
+
+def relaxation_times(trajs, max_lag: int, frame_time: float = 1.0, n_blocks: int | None = 5,
+                     return_blocks: bool = False, lag_step: int = 1, **fit_kw):
+    """Relaxation times of each mode from exponential fits to its autocorrelation (paper Table 1).
+
+    ``t_i`` is fitted (:func:`relaxation_time`) to the autocorrelation of mode ``i`` over all the
+    data; its standard error comes from the ``n_blocks`` contiguous blocks of :func:`split_blocks`
+    (each block's own autocorrelation and fit): ``std(t_i^k, ddof=1) / sqrt(n_blocks)``.
+
+    Parameters
+    ----------
+    trajs : array (n_frames, m), a list of them, or a stack (n_traj, n_frames, m)
+        MD projected by the SRV, or the LSS latent trajectory (1-D arrays are one mode).
+    max_lag : int
+        Largest lag of the autocorrelation, in frames; each block must be longer.
+    frame_time : float
+        Time between frames (ps, ns, ...); ``t`` is in this unit. For the LSS, whose steps are the
+        propagator lag, this is ``lag * MD frame time``.
+    n_blocks : int or None
+        Blocks for the standard error (paper: 5); None skips it (``t_err`` is NaN).
+    return_blocks : bool
+        Also return the block estimates.
+    lag_step : int
+        Fit the autocorrelation only at the lags ``0, lag_step, 2 lag_step, ... <= max_lag`` frames
+        (it is still averaged over all time origins). With ``lag_step`` equal to the propagator lag,
+        MD is fitted on the same time grid as the LSS, whose frames are one lag apart, so that fast
+        initial decays that the LSS cannot resolve weigh the same in both fits. ``fit_range`` then
+        counts points of that grid.
+    **fit_kw
+        Passed to :func:`relaxation_time` (``cutoff``, ``fit_range``, ``amplitude``).
+
+    Returns
+    -------
+    t : np.ndarray (m,)
+    t_err : np.ndarray (m,)
+    t_blocks : np.ndarray (n_blocks, m), only if ``return_blocks``
+    """
+    tr = _mode_list(trajs, "trajs")
+    if not frame_time > 0:
+        raise ValueError(f"frame_time must be positive, got {frame_time!r}")
+    if int(lag_step) != lag_step or lag_step < 1 or lag_step > max_lag:
+        raise ValueError(f"lag_step must be an integer in [1, max_lag={max_lag}], got {lag_step!r}")
+    lag_step = int(lag_step)
+
+    def fit_all(parts):
+        c = autocorrelation(parts, max_lag)[::lag_step]
+        return np.array([relaxation_time(c[:, i], frame_time * lag_step, **fit_kw) for i in range(c.shape[1])])
+
+    t = fit_all(tr)
+    m = len(t)
+    if n_blocks is None:
+        tk = np.full((0, m), np.nan)
+        err = np.full(m, np.nan)
+    else:
+        blocks = split_blocks(tr, n_blocks)
+        if any(max(len(p) for p in b) <= max_lag for b in blocks):
+            raise ValueError(f"max_lag={max_lag} frames is not shorter than the longest piece of every "
+                             f"one of the {n_blocks} blocks; use fewer blocks or a shorter max_lag")
+        tk = np.array([fit_all(b) for b in blocks])
+        err = tk.std(0, ddof=1) / math.sqrt(len(tk))
+    return (t, err, tk) if return_blocks else (t, err)
+
+
+# ----------------------------------------------------------------------------------- transitions
+def core_states(q, lo: float, hi: float) -> np.ndarray:
+    """Transition-based assignment of frames to the unfolded (0) or folded (1) core.
+
+    A frame with ``q < lo`` is in core 0 (for Q: unfolded), ``q > hi`` in core 1 (folded); a frame in between keeps the state of the
+    last core visited. Frames before the first core visit get -1.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames,), int8
+    """
+    q = np.asarray(q, dtype=float).ravel()
+    if not lo < hi:
+        raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
+    raw = np.full(len(q), -1, dtype=np.int8)
+    raw[q < lo] = 0
+    raw[q > hi] = 1
+    idx = np.where(raw >= 0, np.arange(len(q)), -1)
+    np.maximum.accumulate(idx, out=idx)
+    return np.where(idx >= 0, raw[np.maximum(idx, 0)], -1).astype(np.int8)
+
+
+def count_transitions(x, lo: float, hi: float, per_trajectory: bool = False):
+    """Core-to-core transitions along a 1-D coordinate, with two cutoffs.
+
+    Definition: one core is ``x < lo``, the other ``x > hi`` (for Q: unfolded and folded; for psi1
+    whichever side is which). Each frame is assigned the core it last visited
+    (:func:`core_states`); a transition is counted each time the trajectory enters a core
+    other than the one it last visited. Excursions into the gap between the cores that return to the
+    same core are not transitions, so placing the cores on either side of the barrier stops
+    recrossings of the barrier top from being counted. Transitions are counted inside each
+    trajectory, never across the join of two.
+
+    Counts depend on the time between frames (a coarser sampling misses short visits): compare MD
+    and LSS at the same frame spacing, e.g. the MD every ``lag`` frames against LSS steps of ``lag``.
+
+    Parameters
+    ----------
+    x : array (n_frames,) or list of them
+    lo, hi : float
+        Core cutoffs, ``lo < hi``, in the unit of ``x``.
+    per_trajectory : bool
+        Return one count per trajectory.
+
+    Returns
+    -------
+    int, or np.ndarray of int (n_traj,)
+    """
+    xs = _coord_list(x, "x")
+    if not lo < hi:
+        raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
+    counts = []
+    for t in xs:
+        s = core_states(t, lo, hi)
+        s = s[s >= 0]
+        counts.append(int(np.count_nonzero(s[1:] != s[:-1])))
+    counts = np.array(counts, dtype=int)
+    return counts if per_trajectory else int(counts.sum())
+
+
+def transitions_per_frames(n_transitions, n_frames, per: float = 1.0) -> float:
+    """Transitions normalised to a number of frames: ``n_transitions * per / n_frames``.
+
+    E.g. the LSS count per as many frames as the MD has: ``transitions_per_frames(n_lss, n_frames_lss,
+    per=n_frames_md)`` (paper: about 1070 LSS against 12 MD transitions over equal frames).
+
+    Parameters
+    ----------
+    n_transitions : int or float
+    n_frames : int
+        Frames in which they were counted.
+    per : float
+        Frames to normalise to (default 1: transitions per frame).
+
+    Returns
+    -------
+    float
+    """
+    if not n_frames > 0:
+        raise ValueError(f"n_frames must be positive, got {n_frames!r}")
+    if not n_transitions >= 0:
+        raise ValueError(f"n_transitions must be non-negative, got {n_transitions!r}")
+    return float(n_transitions) * float(per) / float(n_frames)
+
+
+def transition_rate(x, lo: float, hi: float, frame_time: float = 1.0, n_blocks: int | None = 5):
+    """Core-to-core transitions per unit time, with a block standard error.
+
+    Parameters
+    ----------
+    x : array (n_frames,) or list of them
+    lo, hi : float
+        Core cutoffs (see :func:`count_transitions`).
+    frame_time : float
+        Time between frames; the rate is per unit of it (for the LSS: ``lag`` MD frame times).
+    n_blocks : int or None
+        Contiguous blocks for the error; transitions that straddle a cut between blocks are lost
+        in the block counts (not in the full count). None skips the error.
+
+    Returns
+    -------
+    rate : float
+        Transitions (folding plus unfolding) per unit time over all frames.
+    err : float
+        ``std(block rates, ddof=1) / sqrt(n_blocks)``; NaN when ``n_blocks`` is None.
+    """
+    xs = _coord_list(x, "x")
+    if not frame_time > 0:
+        raise ValueError(f"frame_time must be positive, got {frame_time!r}")
+    n = sum(len(t) for t in xs)
+    rate = count_transitions(xs, lo, hi) / (n * frame_time)
+    if n_blocks is None:
+        return float(rate), float("nan")
+    rk = [count_transitions(b, lo, hi) / (sum(len(t) for t in b) * frame_time) for b in split_blocks(xs, n_blocks)]
+    return float(rate), float(np.std(rk, ddof=1) / math.sqrt(len(rk)))
+
+
+def cost_per_time(wall_seconds: float, n_frames: int, frame_time: float) -> float:
+    """Wall-clock seconds per unit of trajectory time: ``wall_seconds / (n_frames * frame_time)``.
+
+    E.g. seconds per microsecond of MD or of LSS trajectory, with ``frame_time`` in microseconds.
+    """
+    if not wall_seconds >= 0:
+        raise ValueError(f"wall_seconds must be non-negative, got {wall_seconds!r}")
+    if not n_frames > 0 or not frame_time > 0:
+        raise ValueError("n_frames and frame_time must be positive")
+    return float(wall_seconds) / (float(n_frames) * float(frame_time))
