@@ -6,6 +6,7 @@ Errors come from contiguous blocks (:mod:`lss.stats`).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -14,8 +15,9 @@ import numpy as np
 from .stats import _coord_list, _mode_list, split_blocks
 from .utils import check_lag
 
-__all__ = ["autocorrelation", "relaxation_time", "relaxation_times", "core_states", "count_transitions",
-           "transitions_per_frames", "transition_rate", "cost_per_time"]
+__all__ = ["autocorrelation", "acf_noise", "relaxation_time", "relaxation_times", "relaxation_table", "converged_lag",
+           "core_states", "count_transitions", "transitions_per_frames", "transition_rate", "cost_per_time",
+           "first_passage_times", "mean_first_passage_times"]
 
 
 # -------------------------------------------------------------------------------------- kinetics
@@ -70,7 +72,7 @@ def autocorrelation(x, max_lag: int):
 
 
 def relaxation_time(acf, dt: float = 1.0, cutoff: float = math.exp(-2), fit_range=None,
-                    amplitude: bool = False) -> float:
+                    amplitude: bool = False, noise=None, min_points: int | None = None) -> float:
     """Relaxation time ``t`` of a fit ``C(lag) ~ exp(-lag dt / t)`` to an autocorrelation function.
 
     The fit is least squares on the values of ``C`` (not of ``ln C``, whose noise grows as ``C``
@@ -92,11 +94,18 @@ def relaxation_time(acf, dt: float = 1.0, cutoff: float = math.exp(-2), fit_rang
         beyond fast initial decays).
     amplitude : bool
         Fit ``A exp(-lag / t)`` with a free amplitude ``A`` (default: the paper's ``exp(-lag / t)``).
+    noise : float or array (n_lags,), optional
+        Noise level of ``C`` at each lag (e.g. :func:`acf_noise`): the fit also stops at the first lag
+        where ``C`` falls below it, so that it never fits noise.
+    min_points : int, optional
+        Fewest lags the fit must use. When the decay is too fast for the grid (fewer lags above
+        ``cutoff`` and ``noise``), the process is not resolved at this sampling and NaN is returned
+        instead of a number (default: no such check).
 
     Returns
     -------
     float
-        ``t`` in the unit of ``dt``.
+        ``t`` in the unit of ``dt``; NaN when fewer than ``min_points`` lags are usable.
     """
     from scipy.optimize import curve_fit
 
@@ -109,13 +118,16 @@ def relaxation_time(acf, dt: float = 1.0, cutoff: float = math.exp(-2), fit_rang
         raise ValueError(f"dt must be positive, got {dt!r}")
     need = 3 if amplitude else 2
     if fit_range is None:
-        below = np.nonzero(c < cutoff)[0]
+        floor = np.full(len(c), cutoff) if noise is None else np.maximum(cutoff, np.broadcast_to(noise, c.shape))
+        below = np.nonzero(c < floor)[0]
         if len(below) == 0:
             warnings.warn(f"the autocorrelation stays above {cutoff:.3g} up to the largest lag "
                           f"({len(c) - 1}); the fitted time is uncertain: use a longer max_lag",
                           RuntimeWarning, stacklevel=2)
             start, stop = 0, len(c)
         else:
+            if min_points is not None and int(below[0]) < int(min_points):
+                return float("nan")
             start, stop = 0, max(int(below[0]), need)
     else:
         start, stop = (int(v) for v in fit_range)
@@ -139,7 +151,7 @@ def relaxation_time(acf, dt: float = 1.0, cutoff: float = math.exp(-2), fit_rang
 
 
 def relaxation_times(trajs, max_lag: int, frame_time: float = 1.0, n_blocks: int | None = 5,
-                     return_blocks: bool = False, lag_step: int = 1, **fit_kw):
+                     return_blocks: bool = False, lag_step: int = 1, with_noise: bool = False, **fit_kw):
     """Relaxation times of each mode from exponential fits to its autocorrelation (paper Table 1).
 
     ``t_i`` is fitted (:func:`relaxation_time`) to the autocorrelation of mode ``i`` over all the
@@ -165,8 +177,11 @@ def relaxation_times(trajs, max_lag: int, frame_time: float = 1.0, n_blocks: int
         MD is fitted on the same time grid as the LSS, whose frames are one lag apart, so that fast
         initial decays that the LSS cannot resolve weigh the same in both fits. ``fit_range`` then
         counts points of that grid.
+    with_noise : bool
+        Stop each fit where ``C`` reaches three times its statistical noise (:func:`acf_noise`).
     **fit_kw
-        Passed to :func:`relaxation_time` (``cutoff``, ``fit_range``, ``amplitude``).
+        Passed to :func:`relaxation_time` (``cutoff``, ``fit_range``, ``amplitude``, ``min_points``).
+        With ``min_points``, a mode that decays within fewer grid points is NaN (not resolved).
 
     Returns
     -------
@@ -182,8 +197,12 @@ def relaxation_times(trajs, max_lag: int, frame_time: float = 1.0, n_blocks: int
     lag_step = int(lag_step)
 
     def fit_all(parts):
-        c = autocorrelation(parts, max_lag)[::lag_step]
-        return np.array([relaxation_time(c[:, i], frame_time * lag_step, **fit_kw) for i in range(c.shape[1])])
+        c = autocorrelation(parts, max_lag)
+        noise = acf_noise(c, sum(len(p) for p in parts))[::lag_step] if with_noise else None
+        c = c[::lag_step]
+        return np.array([relaxation_time(c[:, i], frame_time * lag_step,
+                                         noise=None if noise is None else noise[:, i], **fit_kw)
+                         for i in range(c.shape[1])])
 
     t = fit_all(tr)
     m = len(t)
@@ -196,8 +215,125 @@ def relaxation_times(trajs, max_lag: int, frame_time: float = 1.0, n_blocks: int
             raise ValueError(f"max_lag={max_lag} frames is not shorter than the longest piece of every "
                              f"one of the {n_blocks} blocks; use fewer blocks or a shorter max_lag")
         tk = np.array([fit_all(b) for b in blocks])
-        err = tk.std(0, ddof=1) / math.sqrt(len(tk))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: unresolved modes
+            err = np.nanstd(tk, 0, ddof=1) / math.sqrt(len(tk))
     return (t, err, tk) if return_blocks else (t, err)
+
+
+def acf_noise(acf, n_frames: int, n_sigma: float = 3.0) -> np.ndarray:
+    """Noise level of an estimated autocorrelation, ``n_sigma`` standard errors at each lag.
+
+    Bartlett's approximation for the standard error of ``C(k)`` of a process whose true
+    autocorrelation is ``C``: ``se(k) = sqrt((1 + 2 sum_{j=1}^{k-1} C(j)^2) / n_frames)``. Below this
+    level a value of ``C`` is indistinguishable from zero, so a fit must stop there.
+
+    Parameters
+    ----------
+    acf : array (n_lags,) or (n_lags, m)
+        Normalised autocorrelation at lags ``0, 1, ...`` frames.
+    n_frames : int
+        Frames the autocorrelation was averaged over (all trajectories).
+    n_sigma : float
+
+    Returns
+    -------
+    np.ndarray, the shape of ``acf``
+    """
+    c = np.asarray(acf, dtype=np.float64)
+    if not n_frames > 0:
+        raise ValueError(f"n_frames must be positive, got {n_frames!r}")
+    c2 = c ** 2
+    cum = np.cumsum(c2, axis=0) - c2[:1]             # sum over j = 1 .. k
+    cum = np.concatenate([np.zeros_like(cum[:1]), cum[:-1]])  # sum over j = 1 .. k - 1
+    return n_sigma * np.sqrt((1.0 + 2.0 * cum) / float(n_frames))
+
+
+def relaxation_table(trajs, max_lag: int, frame_time: float = 1.0, lag_step: int = 1, n_blocks: int = 5,
+                     min_points: int = 5, cutoff: float = math.exp(-2)) -> dict:
+    """Relaxation time of each mode with its block errors and how well the sampling resolves it.
+
+    The fit of :func:`relaxation_times` with two guards: it stops where the autocorrelation reaches
+    its noise (:func:`acf_noise`), and it needs ``min_points`` points of the grid above both the cutoff
+    and the noise. A process that decays within fewer grid points (faster than the grid resolves, e.g.
+    faster than the propagator lag on the LSS's grid) is reported as not resolved, never as a number.
+
+    Parameters
+    ----------
+    trajs : array (n_frames, m), a list of them, or a stack (n_traj, n_frames, m)
+    max_lag : int
+        Largest lag in frames of ``trajs``.
+    frame_time : float
+        Time between frames of ``trajs``; times are in its unit.
+    lag_step : int
+        Grid of the fit, in frames (e.g. the propagator lag for MD compared with the LSS).
+    n_blocks : int
+        Contiguous blocks for the errors.
+    min_points : int
+        Fewest grid points the fit must use.
+    cutoff : float
+        Lowest value of ``C`` used by the fit.
+
+    Returns
+    -------
+    dict with, per mode (arrays of shape (m,)):
+        ``t`` the fitted time (NaN when not resolved); ``spread`` the standard deviation of the
+        ``n_blocks`` block estimates (the paper's "±"); ``se`` the standard error of ``t``,
+        ``spread / sqrt(n_blocks)``; ``resolved`` (bool); ``grid`` the fit's grid spacing (unit of
+        ``frame_time``); ``blocks`` (n_blocks, m).
+    """
+    t, se, tk = relaxation_times(trajs, max_lag, frame_time=frame_time, n_blocks=n_blocks, return_blocks=True,
+                                 lag_step=lag_step, with_noise=True, min_points=min_points, cutoff=cutoff)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.nanstd(tk, 0, ddof=1)
+    return {"t": t, "spread": spread, "se": se, "resolved": np.isfinite(t), "grid": float(frame_time * lag_step),
+            "blocks": tk}
+
+
+def converged_lag(lags, timescales, tol: float = 0.1, n_slow: int = 1):
+    """The smallest lag at which the slowest implied timescales have converged (the lag rule).
+
+    Implied timescales ``t_i(tau) = -tau / ln lambda_i(tau)`` of a projection that is not exactly
+    Markovian grow with the lag until the memory has decayed, then stay flat. The rule: the first
+    lag ``tau`` of the scan whose ``n_slow`` slowest timescales agree within ``tol`` (relative) with
+    their values at every longer lag of the scan where they are still resolved (``t > lag``).
+
+    Parameters
+    ----------
+    lags : array (n_lags,), ascending, frames
+    timescales : array (n_lags, k), frames (NaN allowed)
+    tol : float
+        Relative tolerance (0.1: within 10 %).
+    n_slow : int
+        Number of slowest timescales that must converge.
+
+    Returns
+    -------
+    int or None
+        The chosen lag in frames; None when no lag but the last one qualifies (scan longer lags).
+    """
+    lags = np.asarray(lags)
+    ts = np.asarray(timescales, dtype=np.float64).reshape(len(lags), -1)[:, :int(n_slow)]
+    if len(lags) < 2 or np.any(np.diff(lags) <= 0):
+        raise ValueError(f"lags must hold at least two ascending values, got {lags.tolist()}")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must lie in (0, 1), got {tol!r}")
+    for i in range(len(lags) - 1):
+        ok = True
+        for k in range(ts.shape[1]):
+            ti = ts[i, k]
+            if not (np.isfinite(ti) and ti > lags[i]):
+                ok = False
+                break
+            later = ts[i + 1:, k]
+            later = later[np.isfinite(later) & (later > lags[i + 1:])]
+            if len(later) == 0 or np.any(np.abs(later - ti) > tol * later):
+                ok = False
+                break
+        if ok:
+            return int(lags[i])
+    return None
 
 
 # ----------------------------------------------------------------------------------- transitions
@@ -327,3 +463,99 @@ def cost_per_time(wall_seconds: float, n_frames: int, frame_time: float) -> floa
     if not n_frames > 0 or not frame_time > 0:
         raise ValueError("n_frames and frame_time must be positive")
     return float(wall_seconds) / (float(n_frames) * float(frame_time))
+
+
+# ---------------------------------------------------------------------------------- first passage
+def first_passage_times(x, lo: float, hi: float) -> dict:
+    """Core-to-core first-passage times along a 1-D coordinate, in frames, each with its end frame.
+
+    With the cores of :func:`core_states` (``x < lo`` is core 0, ``x > hi`` core 1), a passage
+    ``0 -> 1`` starts when the trajectory enters core 0 coming from core 1 and ends when it first
+    enters core 1; its time is the number of frames in between. The first and last visits of each
+    trajectory are cut by its ends and are not counted, so only complete passages enter. For a
+    Markov chain that hops between the two cores, the mean of these times is the mean first-passage
+    time of the chain.
+
+    Parameters
+    ----------
+    x : array (n_frames,) or list of them
+    lo, hi : float
+        Core cutoffs, ``lo < hi``.
+
+    Returns
+    -------
+    dict with ``"lo_to_hi"`` and ``"hi_to_lo"``: arrays (n_passages, 2) of int, columns (time in
+    frames, index of the end frame in all frames laid end to end).
+    """
+    xs = _coord_list(x, "x")
+    if not lo < hi:
+        raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
+    out = {"lo_to_hi": [], "hi_to_lo": []}
+    offset = 0
+    for t in xs:
+        s = core_states(t, lo, hi)
+        switch = np.nonzero((s[1:] != s[:-1]) & (s[:-1] >= 0))[0] + 1     # frames entering a new core
+        for a, b in itertools.pairwise(switch):
+            key = "lo_to_hi" if s[a] == 0 else "hi_to_lo"
+            out[key].append((b - a, offset + b))
+        offset += len(t)
+    return {k: np.array(v, dtype=np.int64).reshape(-1, 2) for k, v in out.items()}
+
+
+def mean_first_passage_times(x, lo: float, hi: float, frame_time: float = 1.0, n_boot: int = 1000,
+                             ci: float = 0.95, n_blocks: int = 20, random_state=None) -> dict:
+    """Mean core-to-core first-passage times with block-bootstrap confidence intervals.
+
+    The mean of the complete passages of :func:`first_passage_times`. The interval: the frames laid
+    end to end are cut into ``n_blocks`` contiguous blocks, each passage belongs to the block where it
+    ends, and the blocks are resampled with replacement ``n_boot`` times (the percentile interval of
+    the resampled means). Passages close in time are correlated; whole blocks keep that correlation.
+
+    Parameters
+    ----------
+    x : array (n_frames,) or list of them
+    lo, hi : float
+        Core cutoffs (for Q: 0.45 and 0.85, unfolded and folded).
+    frame_time : float
+        Time between frames; results are in its unit.
+    n_boot : int
+    ci : float
+        Coverage of the interval.
+    n_blocks : int
+    random_state : int or np.random.Generator, optional
+
+    Returns
+    -------
+    dict with ``"lo_to_hi"`` and ``"hi_to_lo"`` (for Q: folding and unfolding), each a dict
+    ``{"mean", "low", "high", "n"}``: mean time and interval bounds in the unit of ``frame_time``
+    (NaN without passages) and the number of complete passages.
+    """
+    if not frame_time > 0:
+        raise ValueError(f"frame_time must be positive, got {frame_time!r}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+    if int(n_boot) != n_boot or n_boot < 1 or int(n_blocks) != n_blocks or n_blocks < 2:
+        raise ValueError(f"n_boot must be >= 1 and n_blocks >= 2 (integers), got {n_boot!r}, {n_blocks!r}")
+    xs = _coord_list(x, "x")
+    total = sum(len(t) for t in xs)
+    fpt = first_passage_times(xs, lo, hi)
+    rng = np.random.default_rng(random_state)
+    cuts = np.rint(np.linspace(0, total, int(n_blocks) + 1)).astype(np.int64)
+    out = {}
+    for key, arr in fpt.items():
+        n = len(arr)
+        if n == 0:
+            out[key] = {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+            continue
+        block = np.clip(np.searchsorted(cuts, arr[:, 1], side="right") - 1, 0, int(n_blocks) - 1)
+        s = np.bincount(block, weights=arr[:, 0].astype(np.float64), minlength=int(n_blocks))
+        c = np.bincount(block, minlength=int(n_blocks)).astype(np.float64)
+        pick = rng.integers(0, int(n_blocks), size=(int(n_boot), int(n_blocks)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot = s[pick].sum(1) / c[pick].sum(1)
+        boot = boot[np.isfinite(boot)]
+        a = (1 - ci) / 2
+        low, high = (np.quantile(boot, [a, 1 - a]) if len(boot) else (np.nan, np.nan))
+        out[key] = {"mean": float(arr[:, 0].mean() * frame_time), "low": float(low * frame_time),
+                    "high": float(high * frame_time), "n": int(n)}
+    return out
