@@ -36,7 +36,14 @@ import torch
 from torch import nn
 
 from .base import Estimator
-from .utils import as_trajs, block_split, check_lag, get_device, local_torch_seed, torch_generator
+from .utils import (
+    as_trajs,
+    block_split,
+    check_lag,
+    get_device,
+    local_torch_seed,
+    torch_generator,
+)
 
 #: Lagged pairs needed per network output, in the training and in the validation set alike.
 MIN_PAIRS_PER_OUTPUT = 10
@@ -278,8 +285,8 @@ class SRV(Estimator):
     n_val_blocks : int
         Number of contiguous blocks each trajectory's pairs are cut into for the split.
     n_restarts : int
-        Independent trainings with different seeds (same split); the one with the best validation
-        score is kept, all scores are in ``restart_scores_``.
+        Independent trainings with different seeds (same split); the one with the best held-out
+        VAMP-2 (training eigenfunctions on the validation pairs) is kept, all in ``restart_scores_``.
     modes : tuple of int, optional
         Explicit eigenfunction indices to keep, 0 = slowest non-trivial (e.g. ``(0, 2, 3)``, the
         authors' "modes 1, 3, 4"); overrides ``n_components``. None: the ``m`` slowest modes,
@@ -289,6 +296,11 @@ class SRV(Estimator):
         those whose variance concentration (:func:`variance_concentration`, on the training frames)
         is below this fraction (paper section 2.1: such modes may be discarded a posteriori);
         0 keeps the ``m`` slowest.
+    min_timescale_ratio : float, optional
+        When the modes are chosen, keep only eigenfunctions whose implied timescale is at least this
+        many lags (e.g. 2: a coordinate the propagator can follow from one step to the next); with
+        ``n_components=None`` every such mode that is not rare is kept (the latent dimension by this
+        criterion), otherwise at most ``n_components`` of them. None: no such criterion.
     epsilon : float
         Regularisation added to the diagonal of ``C0`` (units of the output covariance).
     stride : int
@@ -326,7 +338,14 @@ class SRV(Estimator):
         ``train_vamp2`` (mean over the epoch's batches, train mode) and ``val_vamp2`` (validation
         blocks, eval mode) per epoch of the kept restart.
     restart_scores_ : np.ndarray, shape (n_restarts,)
-        Best validation VAMP-2 of each restart; ``best_restart_`` is the index kept.
+        Held-out VAMP-2 of each restart at its best epoch, with the eigenfunctions fitted on the
+        training pairs (not re-solved on the validation pairs, which would be optimistic):
+        ``1 + sum_i lambda_i'^2`` with ``lambda_i'`` the lag-``tau`` autocorrelation of training
+        eigenfunction ``i`` on the validation pairs. ``best_restart_`` is the index kept.
+    heldout_eigenvalues_ : np.ndarray, shape (n_output_,)
+        The ``lambda_i'`` of the kept restart (descending order of the training eigenvalues).
+    dimension_rule_ : str
+        How the kept modes were chosen (explicit, gap, count, timescale criterion, rare modes).
     best_epoch_ : int
         Epoch whose weights were kept (of the kept restart).
     fit_time_s_ : float
@@ -348,7 +367,7 @@ class SRV(Estimator):
                  batch_size: int = 20_000, max_epochs: int = 100, patience: int = 10,
                  val_fraction: float = 0.2, n_val_blocks: int = 10, n_restarts: int = 1,
                  modes: tuple[int, ...] | None = None, rare_fraction: float = 0.0,
-                 epsilon: float = 1e-6, stride: int = 1,
+                 min_timescale_ratio: float | None = None, epsilon: float = 1e-6, stride: int = 1,
                  device: str = "cpu", random_state: int | None = None, progress: bool = False):
         self.n_components = n_components
         self.lag = lag
@@ -364,6 +383,7 @@ class SRV(Estimator):
         self.n_restarts = n_restarts
         self.modes = None if modes is None else tuple(int(m) for m in modes)
         self.rare_fraction = rare_fraction
+        self.min_timescale_ratio = min_timescale_ratio
         self.epsilon = epsilon
         self.stride = stride
         self.device = device
@@ -390,17 +410,34 @@ class SRV(Estimator):
                              f"kept ({highest}) and be at least 2")
         return modes, n_out
 
-    def _choose_modes(self, eigenvalues, concentration) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(modes kept, rare modes skipped) when ``modes`` is None."""
+    def _choose_modes(self, eigenvalues, timescales, concentration) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+        """(modes kept, rare modes skipped, the rule in words) when ``modes`` is None."""
         n_out = len(eigenvalues)
-        m = self.n_components if self.n_components is not None else \
-            choose_n_components(eigenvalues, max_components=n_out - 1)
         rare = tuple(i for i in range(n_out) if concentration[i] < self.rare_fraction)
-        kept = tuple(i for i in range(n_out) if i not in rare)[:int(m)]
+        rule = []
+        if self.min_timescale_ratio is not None:
+            slow = [i for i in range(n_out) if np.isfinite(timescales[i]) and
+                    timescales[i] >= self.min_timescale_ratio * self.lag]
+            candidates = [i for i in slow if i not in rare]
+            m = len(candidates) if self.n_components is None else min(int(self.n_components), len(candidates))
+            rule.append(f"implied timescale >= {self.min_timescale_ratio:g} lags ({len(slow)} of {n_out} modes)")
+        else:
+            candidates = [i for i in range(n_out) if i not in rare]
+            if self.n_components is None:
+                m = choose_n_components(eigenvalues, max_components=n_out - 1)
+                rule.append(f"largest eigenvalue gap (m = {m})")
+            else:
+                m = int(self.n_components)
+                rule.append(f"the {m} slowest")
+        if self.rare_fraction > 0:
+            rule.append(f"not carried by < {self.rare_fraction:.2%} of the frames (rare: {list(rare)})")
+        kept = tuple(candidates[:int(m)])
         if not kept:
-            raise ValueError(f"rare_fraction={self.rare_fraction} rejects every eigenfunction "
-                             f"(variance concentrations {np.round(concentration, 4).tolist()}); lower it")
-        return kept, rare
+            raise ValueError(f"no eigenfunction passes the mode criteria ({'; '.join(rule)}; variance "
+                             f"concentrations {np.round(concentration, 4).tolist()}, timescales "
+                             f"{np.round(timescales, 2).tolist()} frames): relax min_timescale_ratio or "
+                             f"rare_fraction, or shorten the lag")
+        return kept, rare, "; ".join(rule)
 
     def _check_params(self):
         if not 0 < self.val_fraction < 1:
@@ -415,7 +452,7 @@ class SRV(Estimator):
             raise ValueError(f"epsilon must be non-negative, got {self.epsilon}")
 
     # -------------------------------------------------------------------------------------- fit
-    def fit(self, trajs) -> "SRV":
+    def fit(self, trajs) -> SRV:
         """Train the SRV on one or several trajectories of features.
 
         Parameters
@@ -467,9 +504,11 @@ class SRV(Estimator):
                              f"n_output={n_out})")
         if not 0 <= self.rare_fraction < 0.5:
             raise ValueError(f"rare_fraction must be in [0, 0.5), got {self.rare_fraction}")
+        if self.min_timescale_ratio is not None and not self.min_timescale_ratio > 0:
+            raise ValueError(f"min_timescale_ratio must be positive or None, got {self.min_timescale_ratio!r}")
         dev = get_device(self.device)
         mu32, sd32 = mu.astype(np.float32), sd.astype(np.float32)
-        scale = lambda a: torch.from_numpy((a - mu32) / sd32).to(dev)  # noqa: E731
+        scale = lambda a: torch.from_numpy((a - mu32) / sd32).to(dev)
         T0, T1, V0, V1 = scale(x0[~val]), scale(x1[~val]), scale(x0[vi]), scale(x1[vi])
         del x0, x1
 
@@ -479,7 +518,7 @@ class SRV(Estimator):
             results.append(self._train_one(int(seed), r, T0, T1, V0, V1, len(mu), n_out, dev))
         scores = np.array([res[0] for res in results])
         best = int(np.argmax(scores))
-        _, state, history, best_epoch = results[best]
+        _, state, history, best_epoch, heldout_lam = results[best]
         with local_torch_seed(0):             # weights overwritten below; global RNG untouched
             net = _SRVNet(len(mu), self.hidden, n_out, self.batch_norm).to(dev)
         net.load_state_dict(state)
@@ -487,7 +526,10 @@ class SRV(Estimator):
         raw = _basis(net, trajs, mu, sd)
         solved = _solve(raw, lag, self.epsilon)
         conc = variance_concentration([_coords(z, solved, range(n_out)) for z in raw])
-        modes, rare = (modes, ()) if modes is not None else self._choose_modes(solved["eigenvalues_"], conc)
+        if modes is not None:
+            rare, rule = (), f"explicit modes {list(modes)}"
+        else:
+            modes, rare, rule = self._choose_modes(solved["eigenvalues_"], solved["timescales_"], conc)
 
         # training and solve succeeded: only now the fitted attributes
         self.n_features_in_ = len(mu)
@@ -495,6 +537,8 @@ class SRV(Estimator):
         self.modes_ = modes
         self.n_components_ = len(modes)
         self.rare_modes_ = rare
+        self.dimension_rule_ = rule
+        self.heldout_eigenvalues_ = heldout_lam
         self.variance_concentration_ = conc
         self.input_mean_, self.input_scale_ = mu, sd
         for k, v in solved.items():
@@ -554,7 +598,29 @@ class SRV(Estimator):
                 if bad >= self.patience:
                     break
         bar.close()
-        return best, best_state, history, best_epoch
+        net.load_state_dict(best_state)
+        score, lam = self._heldout_score(net, T0, T1, V0, V1)
+        return score, best_state, history, best_epoch, lam
+
+    @torch.no_grad()
+    def _outputs(self, net, X, chunk: int = 65536) -> np.ndarray:
+        net.eval()
+        return torch.cat([net(X[i:i + chunk]) for i in range(0, len(X), chunk)]).double().cpu().numpy()
+
+    def _heldout_score(self, net, T0, T1, V0, V1) -> tuple[float, np.ndarray]:
+        """Held-out VAMP-2 of the eigenfunctions fitted on the training pairs, and their ``lambda_i'``."""
+        t0, t1 = self._outputs(net, T0), self._outputs(net, T1)
+        mean = 0.5 * (t0.mean(0) + t1.mean(0))
+        t0, t1 = t0 - mean, t1 - mean
+        c0 = (t0.T @ t0 + t1.T @ t1) / (2 * len(t0))
+        c1 = (t0.T @ t1 + t1.T @ t0) / (2 * len(t0))
+        _, vec = reversible_eig(c0, c1, self.epsilon)
+        f0, f1 = (self._outputs(net, V0) - mean) @ vec, (self._outputs(net, V1) - mean) @ vec
+        m = 0.5 * (f0.mean(0) + f1.mean(0))
+        f0, f1 = f0 - m, f1 - m
+        var = 0.5 * ((f0 ** 2).mean(0) + (f1 ** 2).mean(0))
+        lam = np.where(var > 0, (f0 * f1).mean(0) / np.where(var > 0, var, 1.0), 0.0)
+        return float(1 + np.sum(lam ** 2)), lam
 
     @torch.no_grad()
     def _batch_score(self, net, X0, X1, chunk: int = 65536) -> float:
@@ -624,7 +690,7 @@ class SRV(Estimator):
         out = [_coords(z, solved, modes) for z in ([raw] if single else raw)]
         return out[0] if single else out
 
-    def select_modes(self, modes) -> "SRV":
+    def select_modes(self, modes) -> SRV:
         """Change which eigenfunctions :meth:`transform` returns, after fitting (e.g. the ``m`` of
         :func:`choose_n_components`); the network and the eigenproblem are unchanged.
 
@@ -664,23 +730,39 @@ class SRV(Estimator):
         return reversible_eig(c0, c1, self.epsilon)[0]
 
     def score(self, X, k: int | None = None) -> float:
-        """Reversible VAMP-2 score ``1 + sum_i lambda_i^2`` of the learned basis on ``X`` at ``lag``.
+        """Reversible VAMP-2 score ``1 + sum_i lambda_i'^2`` of the fitted eigenfunctions on ``X`` at ``lag``.
 
-        The covariances and the eigenproblem are estimated on ``X`` itself (as for the validation
-        set during training); ``k`` keeps only the ``k`` largest eigenvalues (default: all
-        ``n_output_``).
+        ``lambda_i'`` is the lag-``tau`` autocorrelation on ``X`` of eigenfunction ``i`` as fitted (its
+        eigenvector is not re-solved on ``X``: a re-solve would fit the score to the data it scores
+        and overstate it on held-out data). ``k`` keeps only the ``k`` slowest eigenfunctions (default:
+        all ``n_output_``).
+
+        On the data the SRV was fitted on this is ``1 + sum_i lambda_i^2``; on other data it is not a
+        variational bound (cross-correlations between eigenfunctions are not re-fitted), but a direct
+        test of each fitted eigenfunction.
 
         Returns
         -------
-        float, in [1, 1 + n_output_]
+        float
         """
-        lam = self.eigenvalues_at(X, self.lag)
+        self._check_fitted()
+        raw = self.basis(X)
+        raw = [raw] if isinstance(raw, np.ndarray) else raw
+        lag = check_lag(self.lag, raw, "X")
+        f = [(z - self.output_mean_) @ self.eigenvectors_ for z in raw]
+        f0 = np.concatenate([z[:-lag] for z in f if len(z) > lag])
+        f1 = np.concatenate([z[lag:] for z in f if len(z) > lag])
+        m = 0.5 * (f0.mean(0) + f1.mean(0))
+        f0, f1 = f0 - m, f1 - m
+        var = 0.5 * ((f0 ** 2).mean(0) + (f1 ** 2).mean(0))
+        lam = np.where(var > 0, (f0 * f1).mean(0) / np.where(var > 0, var, 1.0), 0.0)
         if k is not None:
             lam = lam[:int(k)]
-        return float(1 + np.sum(lam**2))
+        return float(1 + np.sum(lam ** 2))
 
     # ----------------------------------------------------------------------------- persistence
-    _STATE_KEYS = ("n_features_in_", "n_output_", "modes_", "n_components_", "rare_modes_",
+    _STATE_KEYS = ("n_features_in_", "n_output_", "modes_", "n_components_", "rare_modes_", "dimension_rule_",
+                   "heldout_eigenvalues_",
                    "variance_concentration_", "input_mean_", "input_scale_", "eigenvalues_", "timescales_",
                    "output_mean_", "eigenvectors_", "coord_mean_", "coord_scale_", "history_",
                    "restart_scores_", "restart_histories_", "best_restart_", "best_epoch_", "fit_time_s_")
@@ -692,7 +774,7 @@ class SRV(Estimator):
                 "state_dict": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "SRV":
+    def from_state(cls, state: dict) -> SRV:
         self = cls._from_params(state["params"])
         fitted = dict(state["fitted"])
         fitted["modes_"] = tuple(int(i) for i in fitted["modes_"])
