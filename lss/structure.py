@@ -376,3 +376,101 @@ def ca_distances(xyz, min_separation: int = 1, chunk: int = 100_000) -> np.ndarr
         b = x[a:a + int(chunk)]
         out[a:a + len(b)] = np.linalg.norm(b[:, i] - b[:, j], axis=-1)
     return out
+
+
+# ------------------------------------------------------------- internal coordinates, native contacts
+def ca_angles(xyz) -> np.ndarray:
+    """C-alpha pseudo-bond angles ``(i, i+1, i+2)`` of each frame (``mdtraj.compute_angles``).
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
+
+    Returns
+    -------
+    np.ndarray (n_frames, n_atoms - 2), float32, rad in [0, pi]
+    """
+    import mdtraj as md
+
+    t = _as_mdtraj(xyz, "xyz")
+    i = np.arange(t.n_atoms - 2)
+    return md.compute_angles(t, np.stack([i, i + 1, i + 2], 1), periodic=False).astype(np.float32)
+
+
+def ca_torsions(xyz) -> np.ndarray:
+    """C-alpha pseudo-torsions ``(i, i+1, i+2, i+3)`` of each frame (``mdtraj.compute_dihedrals``).
+
+    The torsion of four consecutive C-alpha atoms is the chain's backbone conformation at residue
+    level (about +50 degrees in an alpha-helix, about -170 degrees in a strand).
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
+
+    Returns
+    -------
+    np.ndarray (n_frames, n_atoms - 3), float32, rad in [-pi, pi]
+    """
+    import mdtraj as md
+
+    t = _as_mdtraj(xyz, "xyz")
+    i = np.arange(t.n_atoms - 3)
+    return md.compute_dihedrals(t, np.stack([i, i + 1, i + 2, i + 3], 1), periodic=False).astype(np.float32)
+
+
+def native_contact_pairs(native, cutoff: float = 0.8, min_separation: int = 3) -> np.ndarray:
+    """Native contacts of any C-alpha structure: pairs ``(i, j)``, ``j - i >= min_separation``, closer
+    than ``cutoff`` nm in ``native`` (the definition of :func:`lss.gomodel.native_contacts`, for any
+    native structure).
+
+    Parameters
+    ----------
+    native : array (n_atoms, 3) or (1, n_atoms, 3) nm, or an mdtraj.Trajectory (its first frame)
+    cutoff : float
+        nm.
+    min_separation : int
+
+    Returns
+    -------
+    np.ndarray (n_contacts, 2), int
+    """
+    ref = _xyz(native, "native")[0].astype(np.float64)
+    if not cutoff > 0:
+        raise ValueError(f"cutoff must be a positive distance in nm, got {cutoff!r}")
+    i, j = np.triu_indices(len(ref), k=int(min_separation))
+    d = np.linalg.norm(ref[i] - ref[j], axis=1)
+    return np.stack([i, j], 1)[d < cutoff]
+
+
+def fraction_native_contacts(xyz, native, cutoff: float = 0.8, min_separation: int = 3, ratio: float = 1.2,
+                             chunk: int = 100_000) -> np.ndarray:
+    """Fraction Q of the native contacts (:func:`native_contact_pairs`) formed in each frame.
+
+    A contact of native distance ``s`` is formed when ``r < ratio * s``; Q(native) = 1. With the 2JOF
+    C-alpha structure and the defaults this is :func:`lss.gomodel.fraction_native_contacts`.
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
+    native : array (n_atoms, 3) nm, or an mdtraj.Trajectory
+    cutoff, min_separation, ratio : see above (nm, residues, 1)
+    chunk : int
+        Frames per step.
+
+    Returns
+    -------
+    np.ndarray (n_frames,), float32
+    """
+    x = _xyz(xyz, "xyz")
+    ref = _xyz(native, "native")[0]
+    if ref.shape != x.shape[1:]:
+        raise ValueError(f"native has {len(ref)} atoms, xyz has {x.shape[1]}")
+    c = native_contact_pairs(ref, cutoff, min_separation)
+    if not len(c):
+        raise ValueError(f"native has no contacts closer than {cutoff} nm at separation >= {min_separation}")
+    s = np.linalg.norm(ref[c[:, 0]] - ref[c[:, 1]], axis=1)
+    out = np.empty(len(x), dtype=np.float32)
+    for a in range(0, len(x), int(chunk)):
+        b = x[a:a + int(chunk)]
+        out[a:a + len(b)] = (np.linalg.norm(b[:, c[:, 0]] - b[:, c[:, 1]], axis=2) < ratio * s).mean(1)
+    return out

@@ -15,9 +15,9 @@ LAYERS = [
     # concepts
     {"fourwell", "gomodel", "features", "srv", "mdn", "decoder", "cwgan", "flow", "msm", "kinetics", "analysis"},
     # composed
-    {"data", "simulator", "decoding", "plots", "fixtures"},
+    {"data", "simulator", "decoding", "plots", "fixtures", "score"},
     # outer
-    {"reproduce", "cli"},
+    {"reproduce", "cli", "site"},
 ]
 
 

@@ -1,0 +1,956 @@
+"""One scorecard for any generated ensemble of molecular trajectories, with MD's own noise beside every number.
+
+A *reference* ensemble (MD) and any number of named *candidates* (the LSS, another generator's
+output, ...) are measured the same way, and every number is shown beside two floors:
+
+- **MD halves** (the noise floor): the same metric between two halves of the MD itself. The MD is
+  cut into four contiguous quarters (frames laid end to end, :func:`lss.stats.split_blocks`); each
+  of the three ways to pair them into two halves gives one value, and the floor is their root mean
+  square. A candidate whose metric sits at this floor is as close to the MD as the MD is to itself;
+  the ratio ``value / floor`` is what the card colours (about 1 or below: indistinguishable from
+  MD at this amount of MD; the candidate against the *whole* MD has less noise than two halves,
+  so an independent MD run of the same length scores about 0.7).
+- **MSM baseline** (the classical method on the same latent space): k-means states of the latent
+  space and a reversible MSM at the common time step (:class:`lss.msm.MSMBaseline`), sampled into
+  trajectories whose frames are MD frames; it is scored like any candidate. A generator should beat
+  it on what an MSM cannot do (structures between states, fast decorrelation inside states) and
+  match it on the slow kinetics it gets right by construction.
+
+The card (:class:`ScoreCard`, every metric a non-negative *discrepancy*, 0 for a perfect match):
+
+- ensemble: Jensen-Shannon **distance** (the square root of the JS divergence, natural log, so in
+  ``[0, sqrt(ln 2) = 0.833]``) between the candidate's and the MD's histograms, on the MD's binning
+  (``n_bins`` bins over the MD's range plus one overflow bin on each side), for every C-alpha
+  pseudo-torsion and pair distance (the card shows the mean over them; ``details`` holds each), for
+  TIC1 and the TIC1-TIC2 plane (TICA of the MD's C-alpha distances, :func:`lss.analysis.fit_tica`);
+  free-energy RMSE (kT) of the TIC1-TIC2 surface and of the slowest latent coordinate, after the
+  best constant shift, over the MD's bins within ``max_dF`` of its minimum, and the fraction of
+  those bins the candidate misses;
+- structure: JS distances of Q (fraction of native contacts, when a native structure is given), Rg,
+  RMSD to the native structure, C-alpha bond lengths and bond angles (all bonds pooled);
+- kinetics, all at the same physical times: the common time step ``dt`` is the longest frame time
+  among the ensembles (each must divide it), the MD is fitted on lags that are multiples of it.
+  ``|ln(candidate / MD)|`` of the slowest implied timescale (MSM on the MSM baseline's states,
+  averaged over ``its_lags``), of the decorrelation times of TIC1 and of the slowest latent
+  coordinate (:func:`lss.kinetics.relaxation_times`), of the two core-to-core mean first-passage
+  times (:func:`lss.kinetics.mean_first_passage_times`) and of the TPT reactive flux between the two
+  PCCA+ metastable sets of the MD's MSM; the Chapman-Kolmogorov error (:func:`lss.msm.chapman_kolmogorov`:
+  the RMS difference between the candidate's set-to-set transition probabilities at ``k dt`` and
+  the MD MSM's prediction, averaged over ``k = 1 ... ck_steps``).
+
+The latent space: the ensembles' own latent trajectories where every ensemble has them (the LSS
+writes its own; MD's come from the encoder, which also encodes any candidate without one when given
+as ``encoder``); otherwise TICA (kinetic map, ``tica_dim`` components) of the MD's C-alpha
+distances for all.
+
+Units: lengths nm, angles rad, free energies kT, times in the reference's ``time_unit``.
+Cost: the paper-sized ensemble (1,044,100 frames of 20 atoms) against 80,000 MD frames, see
+``benchmarks/score.py``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import analysis, kinetics, structure
+from .msm import MSMBaseline, chapman_kolmogorov, estimate_msm
+from .stats import split_blocks
+from .trajio import time_factor_ps
+
+__all__ = ["FORMAT", "METRICS", "Ensemble", "ScoreCard", "js_distance", "score"]
+
+FORMAT = "lss.score/1"
+#: The three ways to pair four quarters into two halves.
+PAIRINGS = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)))
+LN_RATIO = "|ln(candidate / MD)|"
+
+#: key -> (group, label, unit, how)
+METRICS = {
+    "js_torsions": ("ensemble", "JS torsions", "1", "mean over C-alpha pseudo-torsions of the JS distance (natural log) of each torsion's histogram"),
+    "js_distances": ("ensemble", "JS distances", "1", "mean over C-alpha pair distances of the JS distance (natural log) of each distance's histogram"),
+    "js_tic1": ("ensemble", "JS TIC1", "1", "JS distance (natural log) of the TIC1 histogram"),
+    "js_tic12": ("ensemble", "JS TIC1-2", "1", "JS distance (natural log) of the TIC1-TIC2 2-D histogram"),
+    "fe_tic12": ("ensemble", "F(TIC1,2) RMSE", "kT", "RMSE of F(TIC1, TIC2) after the best constant shift, over the MD's bins within max_dF of its minimum"),
+    "missed_tic12": ("ensemble", "missed TIC bins", "1", "fraction of those MD bins of F(TIC1, TIC2) the candidate never visits"),
+    "fe_latent1": ("ensemble", "F(latent1) RMSE", "kT", "RMSE of F(slowest latent coordinate) after the best constant shift, over the MD's bins within max_dF"),
+    "js_q": ("structure", "JS Q", "1", "JS distance of the histogram of Q, the fraction of native contacts (structure.fraction_native_contacts)"),
+    "js_rg": ("structure", "JS Rg", "1", "JS distance of the radius-of-gyration histogram"),
+    "js_rmsd": ("structure", "JS RMSD native", "1", "JS distance of the histogram of the C-alpha RMSD to the native structure (Kabsch)"),
+    "js_bonds": ("structure", "JS bonds", "1", "JS distance of the histogram of all C-alpha bond lengths pooled"),
+    "js_angles": ("structure", "JS angles", "1", "JS distance of the histogram of all C-alpha bond angles pooled"),
+    "its": ("kinetics", "implied timescale", "1", LN_RATIO + " of the slowest MSM implied timescale, mean over its_lags"),
+    "tdecor_tic1": ("kinetics", "t decor TIC1", "1", LN_RATIO + " of the TIC1 decorrelation time (exponential fit to the autocorrelation)"),
+    "tdecor_latent1": ("kinetics", "t decor latent1", "1", LN_RATIO + " of the decorrelation time of the slowest latent coordinate"),
+    "mfpt_lo_hi": ("kinetics", "MFPT lo->hi", "1", LN_RATIO + " of the mean first-passage time from the low to the high core"),
+    "mfpt_hi_lo": ("kinetics", "MFPT hi->lo", "1", LN_RATIO + " of the mean first-passage time from the high to the low core"),
+    "flux": ("kinetics", "TPT flux A->B", "1", LN_RATIO + " of the TPT reaction rate between the two PCCA+ metastable sets (MSM at dt)"),
+    "ck": ("kinetics", "CK error", "1", "RMS difference of set-to-set transition probabilities at k dt from the MD MSM's prediction, mean over k"),
+}
+FLOOR = "MD halves"
+MSM_ROW = "MSM baseline"
+
+
+# ------------------------------------------------------------------------------------ ensembles
+@dataclass
+class Ensemble:
+    """Trajectories of C-alpha structures with their time step and, optionally, latent coordinates.
+
+    Attributes
+    ----------
+    xyz : list of np.ndarray (n_frames_i, n_atoms, 3), nm
+        A stack ``(n_traj, n_frames, n_atoms, 3)`` or one array ``(n_frames, n_atoms, 3)`` is turned
+        into the list; arrays are not copied (memory maps stay memory maps).
+    frame_time : float
+        Time between frames, in ``time_unit``.
+    time_unit : str
+        ``fs``, ``ps``, ``ns``, ``us`` or ``ms``.
+    latent : list of np.ndarray (n_frames_i, m), optional
+        Latent coordinates of the same frames (column 0 the slowest), e.g. SRV coordinates of MD.
+    name : str
+    """
+
+    xyz: list
+    frame_time: float
+    time_unit: str = "ps"
+    latent: list | None = None
+    name: str = "ensemble"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.xyz = _traj_list(self.xyz, f"{self.name}.xyz", 3)
+        if len({x.shape[1:] for x in self.xyz}) != 1 or self.xyz[0].shape[-1] != 3:
+            raise ValueError(f"{self.name}.xyz: every trajectory must have shape (n_frames, n_atoms, 3)")
+        if not (isinstance(self.frame_time, (int, float, np.floating)) and self.frame_time > 0):
+            raise ValueError(f"{self.name}: frame_time must be a positive time, got {self.frame_time!r}")
+        time_factor_ps(self.time_unit)
+        if self.latent is not None:
+            self.latent = _traj_list(self.latent, f"{self.name}.latent", 2)
+            if [len(z) for z in self.latent] != [len(x) for x in self.xyz]:
+                raise ValueError(f"{self.name}: latent has trajectory lengths {[len(z) for z in self.latent]}, "
+                                 f"xyz {[len(x) for x in self.xyz]}")
+
+    @property
+    def frame_time_ps(self) -> float:
+        return float(self.frame_time) * time_factor_ps(self.time_unit)
+
+    @property
+    def n_frames(self) -> int:
+        return sum(len(x) for x in self.xyz)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.xyz[0].shape[1])
+
+    @classmethod
+    def from_files(cls, paths, topology=None, frame_time: float | None = None, time_unit: str = "ps",
+                   name: str = "ensemble", latent=None, stride: int = 1) -> Ensemble:
+        """Read trajectories (DCD, XTC, HDF5, or a directory written by ``lss generate``).
+
+        Only C-alpha atoms are kept (atoms named CA, when the topology has others).
+
+        Parameters
+        ----------
+        paths : path or list of paths
+            One trajectory per file; a directory with ``generation.json`` is read with its time step
+            and latent trajectories.
+        topology : path or mdtraj.Topology, optional
+            PDB (or any file mdtraj reads a topology from); not needed for HDF5 and directories.
+        frame_time : float, optional
+            Time between frames in ``time_unit`` (of the file, before ``stride``). Required for DCD
+            files, which store none; XTC and HDF5 files store times, and a given value overrides them.
+        time_unit : str
+        name : str
+        latent : path to a ``.npy`` (n_traj, n_frames, m) or array, optional
+        stride : int
+            Keep every ``stride``-th frame (the frame time grows accordingly).
+
+        Raises
+        ------
+        ValueError
+            A file without a time step and no ``frame_time``; files with different time steps.
+        """
+        import mdtraj as md
+
+        from .trajio import load_dcd, read_generation, read_npy
+
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        paths = [Path(p) for p in paths]
+        if len(paths) == 1 and paths[0].is_dir():
+            gen = read_generation(paths[0])
+            lat = gen.latent() if gen.meta.get("latent") and latent is None else latent
+            ens = cls([t.xyz for t in gen], frame_time if frame_time is not None else gen.timestep,
+                      time_unit if frame_time is not None else gen.time_unit,
+                      latent=None if lat is None else [np.asarray(z) for z in lat], name=name)
+            return ens._strided(stride)
+        if isinstance(topology, (str, Path)):
+            topology = md.load_topology(str(topology))
+        xyz, steps = [], []
+        for p in paths:
+            if not p.exists():
+                raise FileNotFoundError(f"{name}: {p} does not exist")
+            ext = p.suffix.lower()
+            if ext in (".h5", ".hdf5"):
+                t = md.load_hdf5(str(p))
+            else:
+                if topology is None:
+                    raise ValueError(f"{name}: {p} needs a topology (a PDB of the same atoms)")
+                t = load_dcd(p, topology) if ext == ".dcd" else md.load(str(p), top=topology)
+            ca = t.topology.select("name CA")
+            if 0 < len(ca) < t.n_atoms:
+                t = t.atom_slice(ca)
+            xyz.append(t.xyz)
+            if frame_time is None:
+                steps.append(_file_time_step(t, p, ext, name))
+        if frame_time is None:
+            if max(steps) - min(steps) > 1e-6 * max(steps):
+                raise ValueError(f"{name}: the files have different time steps ({sorted(set(steps))} ps); "
+                                 f"give the time step explicitly")
+            frame_time, time_unit = float(np.mean(steps)), "ps"
+        if isinstance(latent, (str, Path)):
+            latent = read_npy(latent)
+        lat = None if latent is None else [np.asarray(z) for z in latent]
+        return cls(xyz, frame_time, time_unit, latent=lat, name=name)._strided(stride)
+
+    def _strided(self, stride: int) -> Ensemble:
+        if int(stride) != stride or stride < 1:
+            raise ValueError(f"stride must be a positive integer, got {stride!r}")
+        if stride == 1:
+            return self
+        lat = None if self.latent is None else [z[::stride] for z in self.latent]
+        return Ensemble([x[::stride] for x in self.xyz], self.frame_time * stride, self.time_unit, lat, self.name)
+
+
+def _file_time_step(t, path: Path, ext: str, name: str) -> float:
+    """Time between frames (ps) stored in a trajectory file; ValueError when it stores none."""
+    hint = (f"give the time between frames: lss score --dt {name}=VALUE (e.g. {name}=3ps), or "
+            f"Ensemble.from_files(..., frame_time=VALUE, time_unit='ps')")
+    if ext == ".dcd":
+        raise ValueError(f"{name}: {path} is a DCD file, which stores no time step; {hint}")
+    time = np.asarray(t.time, dtype=np.float64)
+    dt = np.diff(time)
+    if len(dt) == 0 or not np.all(dt > 0) or np.ptp(dt) > 1e-3 * dt.mean() + 1e-6:
+        raise ValueError(f"{name}: {path} stores no uniform time step (times {time[:3].tolist()}...); {hint}")
+    return float(dt.mean())
+
+
+def _traj_list(x, name: str, ndim: int) -> list:
+    """A list of per-trajectory arrays with ``ndim`` dimensions (a stack of ``ndim + 1`` is split)."""
+    if isinstance(x, np.ndarray) or hasattr(x, "shape"):
+        a = x if isinstance(x, np.ndarray) else np.asarray(x)
+        if a.ndim == ndim + 1:
+            x = list(a)
+        elif a.ndim == ndim:
+            x = [a]
+        else:
+            raise ValueError(f"{name}: expected {ndim}-D trajectories or a stack of them, got shape {a.shape}")
+    out = [t if isinstance(t, np.ndarray) else np.asarray(t) for t in x]
+    if not out or any(t.ndim != ndim or len(t) < 2 for t in out):
+        raise ValueError(f"{name}: expected a non-empty list of {ndim}-D trajectories of at least 2 frames")
+    return out
+
+
+# ----------------------------------------------------------------------------------- histograms
+def js_distance(p, q, axis: int = -1) -> np.ndarray:
+    """Jensen-Shannon distance ``sqrt(JS(p || q))`` with the natural log, of histograms on the same bins.
+
+    ``JS = (KL(p || m) + KL(q || m)) / 2`` with ``m = (p + q) / 2``; counts are normalised along
+    ``axis``. 0 for equal distributions, ``sqrt(ln 2) = 0.833`` for disjoint ones.
+
+    Parameters
+    ----------
+    p, q : array (..., n_bins)
+        Counts or probabilities.
+
+    Returns
+    -------
+    np.ndarray (...), or a float for 1-D input
+    """
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    p = p / p.sum(axis, keepdims=True)
+    q = q / q.sum(axis, keepdims=True)
+    m = 0.5 * (p + q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kp = np.where(p > 0, p * np.log(p / m), 0.0).sum(axis)
+        kq = np.where(q > 0, q * np.log(q / m), 0.0).sum(axis)
+    d = np.sqrt(np.clip(0.5 * (kp + kq), 0.0, None))
+    return float(d) if np.ndim(d) == 0 else d
+
+
+class _Hist:
+    """Histograms of ``k`` columns on fixed uniform bins (plus an overflow bin at each end), per group."""
+
+    def __init__(self, lo, hi, n_bins: int, n_groups: int = 1):
+        self.lo = np.asarray(lo, dtype=np.float32)
+        hi = np.asarray(hi, dtype=np.float32)
+        span = np.maximum(hi - self.lo, 1e-6)
+        self.inv = (n_bins / (span * (1 + 1e-6))).astype(np.float32)
+        self.nb, self.k, self.g = int(n_bins), len(self.lo), int(n_groups)
+        self.counts = np.zeros((self.g, self.k, self.nb + 2))
+        self._args = (lo, hi)
+
+    def like(self, n_groups: int) -> _Hist:
+        """Empty histograms on the same bins, for ``n_groups`` groups."""
+        return _Hist(*self._args, self.nb, n_groups)
+
+    def add(self, v, group=None, weights=None):
+        v = np.asarray(v, dtype=np.float32).reshape(len(v), self.k)
+        idx = np.floor((v - self.lo) * self.inv).astype(np.int64) + 1
+        np.clip(idx, 0, self.nb + 1, out=idx)
+        idx += np.arange(self.k) * (self.nb + 2)
+        if group is not None:
+            idx += np.asarray(group, dtype=np.int64)[:, None] * (self.k * (self.nb + 2))
+        w = None if weights is None else np.repeat(np.asarray(weights, dtype=np.float64), self.k)
+        self.counts += np.bincount(idx.ravel(), weights=w, minlength=self.counts.size).reshape(self.counts.shape)
+
+
+def _hist1(x, edges) -> np.ndarray:
+    """Counts of ``x`` on ``edges`` plus an overflow bin at each end, (n_bins + 2,)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    h = np.histogram(x, bins=edges)[0]
+    return np.concatenate([[np.count_nonzero(x < edges[0])], h, [len(x) - h.sum() - np.count_nonzero(x < edges[0])]])
+
+
+def _hist2(a, b, ea, eb) -> np.ndarray:
+    """2-D counts on ``ea x eb`` flattened, plus one bin for everything outside, (n_a n_b + 1,)."""
+    h = np.histogram2d(np.ravel(a), np.ravel(b), bins=(ea, eb))[0].ravel()
+    return np.concatenate([h, [np.size(a) - h.sum()]])
+
+
+# ---------------------------------------------------------------------------------- the feature pass
+@dataclass
+class _Described:
+    """What the scorecard needs of one ensemble: per-frame series (per trajectory) and histograms."""
+
+    series: dict            # name -> list of arrays (n_frames_i,) or (n_frames_i, d)
+    hists: dict             # family -> counts (n_groups, k, n_bins + 2)
+    frame_time: float       # in the reference's unit
+    stride: int             # frames per common time step
+    n_frames: int
+    meta: dict = field(default_factory=dict)
+
+
+def _families(md_xyz: list, n_bins: int, n_groups: int, chunk: int) -> dict:
+    """Histogram families with the MD's ranges: pair distances, torsions, bond angles, bond lengths."""
+    n = md_xyz[0].shape[1]
+    k = n * (n - 1) // 2
+    lo = {"distances": np.full(k, np.inf), "angles": np.full(n - 2, np.inf), "bonds": np.array([np.inf])}
+    hi = {key: np.full_like(v, -np.inf) for key, v in lo.items()}
+    for x in md_xyz:
+        for a in range(0, len(x), chunk):
+            b = np.asarray(x[a:a + chunk], dtype=np.float32)
+            for key, v in (("distances", structure.ca_distances(b)), ("angles", structure.ca_angles(b)),
+                           ("bonds", structure.bond_lengths(b).reshape(-1, 1))):
+                lo[key] = np.minimum(lo[key], v.min(0))
+                hi[key] = np.maximum(hi[key], v.max(0))
+    fam = {key: _Hist(lo[key], hi[key], n_bins, n_groups) for key in lo}
+    fam["torsions"] = _Hist(np.full(n - 3, -np.pi), np.full(n - 3, np.pi), n_bins, n_groups)
+    return fam
+
+
+def _describe(xyz: list, fam_template: dict, tica, native, n_bins: int, chunk: int, groups=None, n_groups=1,
+              msm_weights=None) -> tuple[dict, dict]:
+    """One pass over the structures: histograms of the families and per-frame TIC, Q, Rg, RMSD series.
+
+    ``groups``: per trajectory, the group (MD quarter) of each frame; ``msm_weights``: per frame of
+    all trajectories laid end to end, how often the MSM baseline drew it (an extra histogram set).
+    """
+    fams = {key: h.like(n_groups) for key, h in fam_template.items()}
+    wfams = None if msm_weights is None else {key: h.like(1) for key, h in fam_template.items()}
+    series = {"tic": [], "rg": []} | ({"q": [], "rmsd": []} if native is not None else {})
+    offset = 0
+    for i, x in enumerate(xyz):
+        parts = {key: [] for key in series}
+        for a in range(0, len(x), chunk):
+            b = np.asarray(x[a:a + chunk], dtype=np.float32)
+            g = None if groups is None else groups[i][a:a + len(b)]
+            w = None if msm_weights is None else msm_weights[offset + a:offset + a + len(b)]
+            d = structure.ca_distances(b)
+            values = {"distances": d, "torsions": structure.ca_torsions(b), "angles": structure.ca_angles(b),
+                      "bonds": structure.bond_lengths(b).reshape(-1, 1)}
+            for key, v in values.items():
+                if key == "bonds":
+                    fams[key].add(v, None if g is None else np.repeat(g, b.shape[1] - 1))
+                else:
+                    fams[key].add(v, g)
+                if wfams is not None:
+                    wfams[key].add(v, None, np.repeat(w, b.shape[1] - 1) if key == "bonds" else w)
+            parts["tic"].append(np.asarray(tica.transform(d.astype(np.float64)), dtype=np.float32))
+            parts["rg"].append(structure.radius_of_gyration(b).astype(np.float32))
+            if native is not None:
+                parts["q"].append(structure.fraction_native_contacts(b, native))
+                parts["rmsd"].append(structure.rmsd_to(b, native).astype(np.float32))
+        for key in series:
+            series[key].append(np.concatenate(parts[key]))
+        offset += len(x)
+    hists = {key: h.counts for key, h in fams.items()}
+    if wfams is not None:
+        hists = {key: (v, wfams[key].counts[0]) for key, v in hists.items()}
+    return series, hists
+
+
+# ------------------------------------------------------------------------------------ kinetics
+def _its(dtrajs, stride: int, lags, frame_time: float, k: int, n_blocks: int | None):
+    """Implied timescales (n_lags, k) in time units at lags ``lags`` common steps, and block errors."""
+    def one(d):
+        out = np.full((len(lags), k), np.nan)
+        for i, L in enumerate(lags):
+            lag = int(L) * stride
+            if max(len(t) for t in d) <= lag:
+                continue
+            try:
+                ts = np.asarray(estimate_msm(d, lag).timescales(k), dtype=np.float64) * frame_time
+            except Exception:  # noqa: BLE001, S112  a block too short for an MSM leaves NaN
+                continue
+            out[i, :len(ts)] = ts
+        return out
+
+    t = one(dtrajs)
+    if n_blocks is None:
+        return t, np.full_like(t, np.nan)
+    tb = np.array([one(b) for b in split_blocks(dtrajs, n_blocks)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        err = np.nanstd(tb, 0, ddof=1) / math.sqrt(n_blocks)
+    return t, err
+
+
+def _flux_rate(dtrajs, stride: int, frame_time: float, sets) -> float:
+    """TPT rate (reactions per time unit) from metastable set A to set B of an MSM at one common step."""
+    try:
+        msm = estimate_msm(dtrajs, stride)
+    except Exception:  # noqa: BLE001
+        return float("nan")
+    active = np.asarray(msm.count_model.state_symbols, dtype=int)
+    a = np.nonzero(np.isin(active, sets[0]))[0]
+    b = np.nonzero(np.isin(active, sets[1]))[0]
+    if not len(a) or not len(b):
+        return float("nan")
+    return float(msm.reactive_flux(a, b).rate) / (stride * frame_time)
+
+
+def _ln_ratio(c, r) -> float:
+    """``|ln(c / r)|``; inf when the candidate has no finite positive value and MD has one."""
+    c, r = float(c), float(r)
+    if not (np.isfinite(r) and r > 0):
+        return float("nan")
+    if not (np.isfinite(c) and c > 0):
+        return float("inf")
+    return abs(math.log(c / r))
+
+
+# ----------------------------------------------------------------------------------- the card
+@dataclass
+class ScoreCard:
+    """The scores of the candidates, the MSM baseline and the MD-halves floor on every metric.
+
+    Attributes
+    ----------
+    rows : dict name -> dict metric -> float
+        Discrepancies (0: perfect; see :data:`METRICS` for each one's unit and definition); the first
+        row is ``"MD halves"``, the floor.
+    details : dict name -> dict
+        The underlying numbers: per-feature JS distances, means with standard errors, implied
+        timescales per lag with intervals, decorrelation and first-passage times with intervals,
+        fluxes, CK errors per step; ``details["MD"]`` holds the reference's own.
+    meta : dict
+        Common time step, latent space, cores, sizes, parameters, timings.
+    """
+
+    rows: dict
+    details: dict
+    meta: dict
+
+    @property
+    def floor(self) -> dict:
+        return self.rows[FLOOR]
+
+    def ratio(self, name: str) -> dict:
+        """``value / floor`` of every metric of row ``name`` (NaN where the floor is 0 or NaN)."""
+        out = {}
+        for k, v in self.rows[name].items():
+            f = self.floor.get(k, np.nan)
+            out[k] = float(v / f) if np.isfinite(f) and f > 0 and not np.isnan(v) else float("nan")
+        return out
+
+    def passes(self, name: str, factor: float = 3.0) -> dict:
+        """Per metric: True where the row is within ``factor`` times the MD-halves floor."""
+        return {k: bool(r <= factor) for k, r in self.ratio(name).items() if not np.isnan(r)}
+
+    def to_dict(self) -> dict:
+        metrics = {k: {"group": g, "label": lab, "unit": u, "how": how} for k, (g, lab, u, how) in METRICS.items()
+                   if k in self.floor}
+        rows = {name: {k: {"value": v, "ratio_to_floor": self.ratio(name)[k]} for k, v in r.items()}
+                for name, r in self.rows.items()}
+        return _jsonable({"format": FORMAT, "metrics": metrics, "floors": {
+            FLOOR: "the metric between two halves of the MD (four contiguous quarters; RMS over the three "
+                   "pairings into halves)",
+            MSM_ROW: "a Markov state model of the latent space (k-means, reversible MSM at the common time "
+                     "step) sampled into MD frames, scored like a candidate"},
+            "rows": rows, "details": self.details, "meta": self.meta})
+
+    def to_json(self, path) -> Path:
+        """Write ``score.json``: every number with its unit and how it was computed."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
+        return path
+
+    def markdown(self) -> str:
+        """A markdown table: metrics as rows, ensembles as columns, ``value (x ratio to the MD floor)``."""
+        names = list(self.rows)
+        head = "| metric | unit | " + " | ".join(names) + " |"
+        lines = [head, "|" + "---|" * (len(names) + 2)]
+        for k in self.floor:
+            g, lab, u, _ = METRICS[k]
+            cells = []
+            for n in names:
+                v, r = self.rows[n][k], self.ratio(n)[k]
+                cells.append(f"{v:.3g}" if n == FLOOR or np.isnan(r) else f"{v:.3g} (x{r:.2g})")
+            lines.append(f"| {g}: {lab} | {u} | " + " | ".join(cells) + " |")
+        m = self.meta
+        lines.append("")
+        lines.append(f"Common time step {m['dt']:g} {m['time_unit']}; latent space: {m['latent_space']}; "
+                     f"JS: Jensen-Shannon distance, natural log (0 ... 0.833); (x r): ratio to the MD-halves floor.")
+        return "\n".join(lines)
+
+    def figure(self, path=None, max_ratio: float = 10.0):
+        """One page: ensembles as rows, metrics as columns, coloured by ``log(value / MD floor)``.
+
+        Green at or below the floor, red at ``max_ratio`` times it or more; each cell shows the value.
+        Returns the matplotlib figure (saved to ``path`` when given).
+        """
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import LinearSegmentedColormap, LogNorm
+
+        names = list(self.rows)
+        keys = list(self.floor)
+        R = np.array([[self.ratio(n)[k] if n != FLOOR else 1.0 for k in keys] for n in names])
+        V = np.array([[self.rows[n][k] for k in keys] for n in names])
+        cmap = LinearSegmentedColormap.from_list("floor", ["#1a9850", "#fee08b", "#d73027"])
+        fig, ax = plt.subplots(figsize=(max(8.0, 0.62 * len(keys) + 2), 0.55 * len(names) + 2.6), layout="constrained")
+        Rp = np.where(np.isfinite(R), np.clip(R, 1 / max_ratio, max_ratio), np.where(np.isnan(R), np.nan, max_ratio))
+        im = ax.imshow(np.ma.masked_invalid(Rp), cmap=cmap, norm=LogNorm(1.0 / 1.5, max_ratio), aspect="auto")
+        for i in range(len(names)):
+            for j in range(len(keys)):
+                v = V[i, j]
+                ax.text(j, i, "n/a" if np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.2g}"),
+                        ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(keys)), [METRICS[k][1] for k in keys], rotation=50, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=9)
+        groups = [METRICS[k][0] for k in keys]
+        for j in range(1, len(keys)):
+            if groups[j] != groups[j - 1]:
+                ax.axvline(j - 0.5, color="k", lw=1.5)
+        ax.axhline(0.5, color="k", lw=1.0)
+        m = self.meta
+        ax.set_title(f"scorecard against {m['reference']} ({m['n_frames'][m['reference']]:,} frames); "
+                     f"common time step {m['dt']:g} {m['time_unit']}; colour: value / MD-halves floor", fontsize=9)
+        fig.colorbar(im, ax=ax, label="ratio to the MD-halves floor", shrink=0.8)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=150)
+        return fig
+
+    def save(self, directory, stem: str = "score") -> dict:
+        """Write ``score.json``, ``score.md`` and ``score.png`` to ``directory``; returns their paths."""
+        import matplotlib.pyplot as plt
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        paths = {"json": self.to_json(d / f"{stem}.json"), "markdown": d / f"{stem}.md", "figure": d / f"{stem}.png"}
+        paths["markdown"].write_text(self.markdown() + "\n")
+        plt.close(self.figure(paths["figure"]))
+        return paths
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    if isinstance(o, (np.floating, float)):
+        return float(o) if np.isfinite(o) else str(float(o))
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+# ---------------------------------------------------------------------------------------- score
+def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_baseline: bool = True,
+          n_states: int = 100, n_sets: int = 2, n_bins: int = 40, its_lags=(1, 2, 3, 4, 5), n_its: int = 3,
+          acf_max_steps: int | None = None, core_coordinate: str = "latent", cores=None, ck_steps: int = 5,
+          max_dF: float = 6.0, tica_dim: int = 3, tica_lag: int | None = None, n_blocks: int = 5,
+          n_boot: int = 1000, msm_size=None, random_state: int = 0, chunk: int = 50_000) -> ScoreCard:
+    """Score candidate ensembles against a reference (MD), each metric beside the MD-halves floor.
+
+    See the module docstring for the metrics and the floors.
+
+    Parameters
+    ----------
+    reference : Ensemble
+        The MD.
+    candidates : dict name -> Ensemble
+        Generated ensembles (same atoms). Their frame times must divide the common time step ``dt``
+        (the longest frame time of all), e.g. LSS frames one propagator lag apart.
+    native : array (n_atoms, 3) nm or mdtraj.Trajectory, optional
+        Native structure: Q and RMSD to it are scored (skipped without it).
+    encoder : object with ``transform(xyz) -> (n_frames, m)``, optional
+        Encodes ensembles that have no latent trajectories (e.g. :class:`lss.features.Encoder`).
+    msm_baseline : bool
+        Score the MSM baseline (row ``"MSM baseline"``).
+    n_states, n_sets : int
+        k-means states of the MSM (implied timescales, flux, CK test, baseline) and PCCA+ sets.
+    n_bins : int
+        Bins per axis of every histogram (JS distances, free energies), over the MD's range.
+    its_lags : sequence of int
+        Lags of the implied timescales, in common time steps ``dt``.
+    n_its : int
+        Implied timescales kept per lag (the card scores the slowest).
+    acf_max_steps : int, optional
+        Largest autocorrelation lag for the decorrelation times, in ``dt``; default three times the
+        first lag where the MD's autocorrelation of the slowest latent coordinate drops below e^-2,
+        within what the blocks allow.
+    core_coordinate : {"latent", "tic1", "q"}
+        Coordinate of the cores of the first-passage times (``"q"`` needs ``native``).
+    cores : (float, float), optional
+        ``(lo, hi)`` core cutoffs on it (e.g. (0.45, 0.85) on Q); default the MD's 20th and 80th
+        percentiles.
+    ck_steps : int
+        CK test up to ``ck_steps`` common time steps.
+    max_dF : float
+        Free energies are compared where the MD's is within ``max_dF`` kT of its minimum.
+    tica_dim, tica_lag : int
+        TICA components, and lag in MD frames (default one common time step).
+    n_blocks : int
+        Contiguous blocks for the errors of implied timescales and decorrelation times.
+    n_boot : int
+        Bootstrap samples of the first-passage intervals (blocks of :mod:`lss.kinetics`).
+    msm_size : (int, int), optional
+        Trajectories and frames of the MSM baseline; default those of the largest candidate (on ``dt``).
+    random_state : int
+        Seeds the MSM baseline and the bootstraps.
+    chunk : int
+        Frames per step of the feature pass.
+
+    Returns
+    -------
+    ScoreCard
+    """
+    import time
+
+    t0 = time.perf_counter()
+    timings = {}
+    if not isinstance(reference, Ensemble) or not all(isinstance(c, Ensemble) for c in candidates.values()):
+        raise TypeError("reference and every candidate must be an lss.score.Ensemble")
+    if not candidates:
+        raise ValueError("candidates is empty: give at least one ensemble to score")
+    reserved = {FLOOR, "MD"} | ({MSM_ROW} if msm_baseline else set())
+    for name, cand in candidates.items():
+        if name in reserved:
+            raise ValueError(f"candidate name {name!r} is reserved (rows {sorted(reserved)})")
+        if cand.n_atoms != reference.n_atoms:
+            raise ValueError(f"{name} has {cand.n_atoms} atoms, the reference {reference.n_atoms}")
+    if core_coordinate not in ("latent", "tic1", "q") or (core_coordinate == "q" and native is None):
+        raise ValueError(f"core_coordinate must be 'latent', 'tic1' or 'q' (with native), got {core_coordinate!r}")
+    unit = reference.time_unit
+    to_unit = 1.0 / time_factor_ps(unit)
+    ens = {"MD": reference} | dict(candidates)
+    dt_ps = max(e.frame_time_ps for e in ens.values())
+    stride = {}
+    for n, e in ens.items():
+        s = dt_ps / e.frame_time_ps
+        if abs(s - round(s)) > 1e-6 * s:
+            raise ValueError(f"{n}: frame time {e.frame_time_ps:g} ps does not divide the common time step "
+                             f"{dt_ps:g} ps (the longest frame time); kinetics need a common time grid")
+        stride[n] = round(s)
+    dt = dt_ps * to_unit
+    s_md = stride["MD"]
+    if native is not None:
+        native = structure._xyz(native, "native")[0]
+
+    # latent space
+    if encoder is not None:
+        for e in ens.values():
+            if e.latent is None:
+                e.latent = [np.asarray(encoder.transform(np.asarray(x)), dtype=np.float32) for x in e.xyz]
+    latent_mode = "given" if all(e.latent is not None for e in ens.values()) else "tica"
+
+    # TICA of the MD's C-alpha distances
+    md_xyz = reference.xyz
+    lag_t = int(tica_lag) if tica_lag is not None else max(1, s_md)
+    dists = [structure.ca_distances(x) for x in md_xyz]
+    # covariances from at most ~20,000 pairs: the components hardly change, the cost falls with the stride
+    tica = analysis.fit_tica(dists, lag=lag_t, dim=tica_dim, stride=max(1, lag_t // 5, reference.n_frames // 20_000))
+    md_tic = [np.asarray(tica.transform(d.astype(np.float64)), dtype=np.float32) for d in dists]
+    del dists
+    timings["tica_s"] = time.perf_counter() - t0
+
+    def latent_of(n, tic):
+        e = ens[n]
+        return [np.asarray(z, dtype=np.float32) for z in e.latent] if latent_mode == "given" else tic
+
+    md_lat = latent_of("MD", md_tic)
+
+    # MSM on the MD's latent space: states for every kinetic metric, and the baseline
+    t1 = time.perf_counter()
+    base = MSMBaseline(n_states=n_states, lag=s_md, random_state=random_state,
+                       stride=max(1, sum(map(len, md_lat)) // 100_000)).fit(md_lat)
+    sets = base.metastable_sets(n_sets)
+    sizes = [(len(e.xyz), max(len(x) for x in e.xyz) // stride[n]) for n, e in candidates.items()]
+    n_traj_msm, n_frames_msm = msm_size if msm_size is not None else max(sizes, key=lambda s: s[0] * s[1])
+    draws = [base.sample(n_frames_msm - 1, random_state=random_state + 1 + i, return_states=True, return_index=True)
+             for i in range(int(n_traj_msm))] if msm_baseline else []
+    msm_idx = np.concatenate([d[2] for d in draws]) if draws else None
+    timings["msm_s"] = time.perf_counter() - t1
+
+    # quarters of the MD: group label of every frame (frames laid end to end)
+    n_md = reference.n_frames
+    cuts = np.rint(np.linspace(0, n_md, 5)).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum([len(x) for x in md_xyz])])
+    groups = [np.searchsorted(cuts, np.arange(starts[i], starts[i + 1]), side="right") - 1 for i in range(len(md_xyz))]
+    groups = [np.clip(g, 0, 3) for g in groups]
+
+    # the feature pass
+    t1 = time.perf_counter()
+    fam = _families(md_xyz, n_bins, 4, chunk)
+    weights = np.bincount(msm_idx, minlength=n_md).astype(np.float64) if msm_idx is not None else None
+    desc = {}
+    md_series, md_hists = _describe(md_xyz, fam, tica, native, n_bins, chunk, groups, 4, weights)
+    if weights is not None:
+        msm_hists = {k: v[1][None] for k, v in md_hists.items()}
+        md_hists = {k: v[0] for k, v in md_hists.items()}
+    md_series["tic"] = md_tic
+    md_series["latent"] = md_lat
+    desc["MD"] = _Described(md_series, md_hists, reference.frame_time_ps * to_unit, s_md, n_md)
+    if msm_idx is not None:
+        cat = {k: np.concatenate(v) for k, v in md_series.items()}
+        ser = {k: np.split(v[msm_idx], len(draws)) for k, v in cat.items() if k != "latent"}
+        ser["latent"] = [np.asarray(d[0], dtype=np.float32) for d in draws]
+        desc[MSM_ROW] = _Described(ser, msm_hists, dt, 1, len(msm_idx),
+                                   {"dtrajs": [np.asarray(d[1], dtype=np.int32) for d in draws]})
+    for n, e in candidates.items():
+        ser, hists = _describe(e.xyz, fam, tica, native, n_bins, chunk)
+        ser["latent"] = latent_of(n, ser["tic"])
+        desc[n] = _Described(ser, hists, e.frame_time_ps * to_unit, stride[n], e.n_frames)
+    timings["features_s"] = time.perf_counter() - t1
+
+    # discrete trajectories on the MSM's states
+    for n, d in desc.items():
+        if "dtrajs" not in d.meta:
+            d.meta["dtrajs"] = base.transform(d.series["latent"])
+            if isinstance(d.meta["dtrajs"], np.ndarray):
+                d.meta["dtrajs"] = [d.meta["dtrajs"]]
+
+    # edges of the scalar series (the MD's range)
+    md_cat = {k: np.concatenate(v) for k, v in md_series.items()}
+
+    def edges(x):
+        lo, hi = float(np.min(x)), float(np.max(x))
+        return np.linspace(lo, hi + 1e-9 * max(1.0, abs(hi - lo)), n_bins + 1)
+
+    E = {"tic1": edges(md_cat["tic"][:, 0]), "tic2": edges(md_cat["tic"][:, 1]), "rg": edges(md_cat["rg"]),
+         "latent1": edges(md_cat["latent"][:, 0])}
+    if native is not None:
+        nc = len(structure.native_contact_pairs(native))
+        E["q"] = (np.arange(nc + 2) - 0.5) / nc
+        E["rmsd"] = edges(md_cat["rmsd"])
+    if core_coordinate == "q":
+        core_md = md_cat["q"]
+    elif core_coordinate == "tic1":
+        core_md = md_cat["tic"][:, 0]
+    else:
+        core_md = md_cat["latent"][:, 0]
+    lo_hi = tuple(float(v) for v in (cores if cores is not None else np.quantile(core_md, [0.2, 0.8])))
+
+    def core_series(ser):
+        key = {"q": "q", "tic1": "tic", "latent": "latent"}[core_coordinate]
+        return [np.asarray(x if x.ndim == 1 else x[:, 0], dtype=np.float64) for x in ser[key]]
+
+    # autocorrelation range, common steps
+    def shortest_block(trajs, nb):
+        return min(max(len(p) for p in b) for b in split_blocks(trajs, nb))
+
+    cap = min([(shortest_block(d.series["latent"], n_blocks) - 1) // d.stride for d in desc.values()]
+              + [(shortest_block(md_lat, 4) - 1) // s_md])
+    if acf_max_steps is None:
+        c = kinetics.autocorrelation([z[:, 0] for z in md_lat], max(1, cap * s_md))[::s_md]
+        below = np.nonzero(c < math.exp(-2))[0]
+        acf_max_steps = int(min(cap, max(3, 3 * below[0]))) if len(below) else int(cap)
+    M = int(min(acf_max_steps, cap))
+    if M < 2:
+        raise ValueError(f"the trajectories are too short for autocorrelations of at least 2 common time steps "
+                         f"({dt:g} {unit}) in {n_blocks} blocks")
+
+    # ------------------------------------------------------------ per-ensemble statistics
+    def hist_stats(ser, hists_or_none, group_mask=None):
+        """Histograms of one ensemble (or MD half: frames where group_mask) for every JS metric."""
+        def cat(key, col=None):
+            v = np.concatenate(ser[key]) if isinstance(ser[key], list) else ser[key]
+            v = v if col is None else v[:, col]
+            return v if group_mask is None else v[group_mask]
+
+        h = {"tic1": _hist1(cat("tic", 0), E["tic1"]), "rg": _hist1(cat("rg"), E["rg"]),
+             "tic12": _hist2(cat("tic", 0), cat("tic", 1), E["tic1"], E["tic2"])}
+        if native is not None:
+            h["q"] = _hist1(cat("q"), E["q"])
+            h["rmsd"] = _hist1(cat("rmsd"), E["rmsd"])
+        h["F_tic12"] = analysis.free_energy_2d(cat("tic", 0), cat("tic", 1), bins=(E["tic1"], E["tic2"]))[2]
+        x1 = cat("latent", 0)
+        p = np.histogram(x1, bins=E["latent1"])[0] / len(x1)
+        with np.errstate(divide="ignore"):
+            h["F_latent1"] = np.where(p > 0, -np.log(p), np.nan)
+        h.update(hists_or_none)
+        return h
+
+    def ensemble_metrics(a, b):
+        """Ensemble and structure discrepancies of histograms ``a`` (candidate) against ``b`` (MD)."""
+        out, det = {}, {}
+        det["js_torsions"] = js_distance(a["torsions"], b["torsions"])
+        det["js_distances"] = js_distance(a["distances"], b["distances"])
+        out["js_torsions"] = float(np.mean(det["js_torsions"]))
+        out["js_distances"] = float(np.mean(det["js_distances"]))
+        out["js_tic1"] = js_distance(a["tic1"], b["tic1"])
+        out["js_tic12"] = js_distance(a["tic12"], b["tic12"])
+        region = analysis.sampled_region(b["F_tic12"], max_dF=max_dF)
+        ok = region & np.isfinite(a["F_tic12"])
+        out["fe_tic12"] = analysis.aligned_rmse(b["F_tic12"], a["F_tic12"], mask=ok) if ok.any() else float("nan")
+        out["missed_tic12"] = float(1 - ok.sum() / region.sum())
+        region1 = analysis.sampled_region(b["F_latent1"], max_dF=max_dF)
+        ok1 = region1 & np.isfinite(a["F_latent1"])
+        out["fe_latent1"] = analysis.aligned_rmse(b["F_latent1"], a["F_latent1"], mask=ok1) if ok1.any() else float("nan")
+        if native is not None:
+            out["js_q"] = js_distance(a["q"], b["q"])
+        out["js_rg"] = js_distance(a["rg"], b["rg"])
+        if native is not None:
+            out["js_rmsd"] = js_distance(a["rmsd"], b["rmsd"])
+        out["js_bonds"] = float(js_distance(a["bonds"], b["bonds"])[0])
+        out["js_angles"] = js_distance(a["angles"].sum(0), b["angles"].sum(0))
+        return out, det
+
+    def kinetic_stats(lat, tic, core, dtrajs, s, ft, blocks: bool, seed: int):
+        """Kinetic numbers of one ensemble (trajectory lists), at ``s`` frames per common step."""
+        nb = n_blocks if blocks else None
+        k = {}
+        k["its"], k["its_err"] = _its(dtrajs, s, its_lags, ft, n_its, nb)
+        x = [np.stack([z[:, 0], t[:, 0]], 1).astype(np.float64) for z, t in zip(lat, tic)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            t, err = kinetics.relaxation_times(x, M * s, ft, nb, lag_step=s)
+        k["tdecor_latent1"], k["tdecor_tic1"] = float(t[0]), float(t[1])
+        k["tdecor_latent1_err"], k["tdecor_tic1_err"] = float(err[0]), float(err[1])
+        k["mfpt"] = kinetics.mean_first_passage_times([c[::s] for c in core], *lo_hi, frame_time=ft * s,
+                                                      n_boot=n_boot, random_state=seed)
+        k["flux_rate"] = _flux_rate(dtrajs, s, ft, sets)
+        return k
+
+    def kinetic_metrics(a, b):
+        return {"its": float(np.nanmean([_ln_ratio(x, y) for x, y in zip(a["its"][:, 0], b["its"][:, 0])])),
+                "tdecor_tic1": _ln_ratio(a["tdecor_tic1"], b["tdecor_tic1"]),
+                "tdecor_latent1": _ln_ratio(a["tdecor_latent1"], b["tdecor_latent1"]),
+                "mfpt_lo_hi": _ln_ratio(a["mfpt"]["lo_to_hi"]["mean"], b["mfpt"]["lo_to_hi"]["mean"]),
+                "mfpt_hi_lo": _ln_ratio(a["mfpt"]["hi_to_lo"]["mean"], b["mfpt"]["hi_to_lo"]["mean"]),
+                "flux": _ln_ratio(a["flux_rate"], b["flux_rate"])}
+
+    def ck_error(d_other, other_lag, d_ref=None):
+        r = chapman_kolmogorov(d_ref if d_ref is not None else desc["MD"].meta["dtrajs"], d_other, lag=s_md,
+                               n_steps=ck_steps, other_lag=other_lag, sets=sets)
+        return float(np.nanmean(r["rmse_other"])), r["rmse_other"]
+
+    t1 = time.perf_counter()
+    md_ft = desc["MD"].frame_time
+    md_h = hist_stats(md_series, {k: v.sum(0) for k, v in md_hists.items()})
+    md_k = kinetic_stats(md_lat, md_tic, core_series(md_series), desc["MD"].meta["dtrajs"], s_md, md_ft, True,
+                         random_state)
+
+    # the MD-halves floor: RMS over the three pairings of quarters
+    md_group = np.concatenate(groups)
+    q_pieces = {key: split_blocks(v, 4) for key, v in
+                (("lat", md_lat), ("tic", md_tic), ("core", core_series(md_series)),
+                 ("dtrajs", desc["MD"].meta["dtrajs"]))}
+    floor_vals = []
+    for A, B in PAIRINGS:
+        ha = hist_stats(md_series, {k: v[list(A)].sum(0) for k, v in md_hists.items()}, np.isin(md_group, A))
+        hb = hist_stats(md_series, {k: v[list(B)].sum(0) for k, v in md_hists.items()}, np.isin(md_group, B))
+        vals, _ = ensemble_metrics(ha, hb)
+        half = {h: {key: [p for qi in idx for p in q_pieces[key][qi]] for key in q_pieces} for h, idx in (("a", A), ("b", B))}
+        ka = kinetic_stats(half["a"]["lat"], half["a"]["tic"], half["a"]["core"], half["a"]["dtrajs"], s_md, md_ft,
+                           False, random_state)
+        kb = kinetic_stats(half["b"]["lat"], half["b"]["tic"], half["b"]["core"], half["b"]["dtrajs"], s_md, md_ft,
+                           False, random_state)
+        vals |= kinetic_metrics(ka, kb)
+        vals["ck"] = ck_error(half["b"]["dtrajs"], s_md, half["a"]["dtrajs"])[0]
+        floor_vals.append(vals)
+    floor = {key: float(np.sqrt(np.nanmean([v[key] ** 2 for v in floor_vals]))) for key in floor_vals[0]}
+    rows = {FLOOR: {k: floor[k] for k in METRICS if k in floor}}
+    details = {"MD": _kin_details(md_k, its_lags, dt) | {"means": _means(md_series, native, n_blocks)},
+               FLOOR: {"pairings": [{"a": list(A), "b": list(B)} for A, B in PAIRINGS],
+                       "values": floor_vals}}
+    timings["md_s"] = time.perf_counter() - t1
+
+    for n, d in desc.items():
+        if n == "MD":
+            continue
+        t1 = time.perf_counter()
+        h = hist_stats(d.series, {k: v.sum(0) for k, v in d.hists.items()})
+        vals, det = ensemble_metrics(h, md_h)
+        kk = kinetic_stats(d.series["latent"], d.series["tic"], core_series(d.series), d.meta["dtrajs"], d.stride,
+                           d.frame_time, True, random_state)
+        vals |= kinetic_metrics(kk, md_k)
+        vals["ck"], ck_k = ck_error(d.meta["dtrajs"], d.stride)
+        rows[n] = {k: vals[k] for k in rows[FLOOR]}
+        details[n] = (_kin_details(kk, its_lags, dt) | {"means": _means(d.series, native, n_blocks)}
+                      | {"js_torsions": det["js_torsions"], "js_distances": det["js_distances"], "ck_per_step": ck_k,
+                         "n_frames": d.n_frames, "frame_time": d.frame_time, "wall_s": time.perf_counter() - t1})
+    # per-feature floors for the torsions and distances (first pairing)
+    A, B = PAIRINGS[0]
+    details[FLOOR]["js_torsions"] = js_distance(md_hists["torsions"][list(A)].sum(0), md_hists["torsions"][list(B)].sum(0))
+    details[FLOOR]["js_distances"] = js_distance(md_hists["distances"][list(A)].sum(0),
+                                                 md_hists["distances"][list(B)].sum(0))
+    order = [FLOOR] + ([MSM_ROW] if MSM_ROW in rows else []) + [n for n in candidates]
+    rows = {n: rows[n] for n in order}
+    timings["total_s"] = time.perf_counter() - t0
+    meta = {"reference": reference.name, "candidates": list(candidates), "time_unit": unit, "dt": dt,
+            "strides": {("MD" if n == "MD" else n): s for n, s in stride.items()},
+            "latent_space": "the ensembles' own latent trajectories" if latent_mode == "given"
+            else f"TICA of the MD's C-alpha distances ({tica_dim} components, lag {lag_t} frames)",
+            "cores": {"coordinate": core_coordinate, "lo": lo_hi[0], "hi": lo_hi[1],
+                      "how": "given" if cores is not None else "MD's 20th and 80th percentiles"},
+            "n_frames": {reference.name: n_md} | {n: d.n_frames for n, d in desc.items() if n != "MD"},
+            "msm": {"n_states": n_states, "active": len(base.active_set_), "lag_frames": s_md, "n_sets": n_sets,
+                    "sample": [int(n_traj_msm), int(n_frames_msm)] if msm_baseline else None},
+            "params": {"n_bins": n_bins, "its_lags_steps": list(its_lags), "acf_max_steps": M, "ck_steps": ck_steps,
+                       "max_dF_kT": max_dF, "n_blocks": n_blocks, "n_boot": n_boot, "random_state": random_state},
+            "timings_s": timings}
+    return ScoreCard(rows, details, meta)
+
+
+def _kin_details(k: dict, lags, dt: float) -> dict:
+    """Kinetic numbers with intervals (95 %: +/- 1.96 block standard errors, bootstrap for passages)."""
+    z = 1.96
+    return {"its_lag_times": [float(L * dt) for L in lags], "its": k["its"],
+            "its_low": k["its"] - z * k["its_err"], "its_high": k["its"] + z * k["its_err"],
+            "tdecor_tic1": [k["tdecor_tic1"], k["tdecor_tic1"] - z * k["tdecor_tic1_err"],
+                            k["tdecor_tic1"] + z * k["tdecor_tic1_err"]],
+            "tdecor_latent1": [k["tdecor_latent1"], k["tdecor_latent1"] - z * k["tdecor_latent1_err"],
+                               k["tdecor_latent1"] + z * k["tdecor_latent1_err"]],
+            "mfpt": k["mfpt"], "flux_rate": k["flux_rate"]}
+
+
+def _means(ser: dict, native, n_blocks: int) -> dict:
+    """Mean and block standard error of Rg (nm), and of Q and RMSD to native when scored."""
+    from .stats import block_average
+
+    out = {"rg_nm": block_average(np.concatenate(ser["rg"]), n_blocks)}
+    if native is not None:
+        out["q"] = block_average(np.concatenate(ser["q"]), n_blocks)
+        out["rmsd_native_nm"] = block_average(np.concatenate(ser["rmsd"]), n_blocks)
+    return out

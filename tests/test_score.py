@@ -1,0 +1,126 @@
+"""lss.score: one scorecard for any generated ensemble, each metric beside MD's own noise.
+
+The MD here is a toy with a known answer: a 20-bead C-alpha chain built from its internal
+coordinates (bonds 0.38 nm, angles 1.6 rad, 17 torsions), whose torsions 4-11 follow a hidden
+two-state Markov switch (probability 0.004 per frame, so dwells of ~250 frames) smoothed by an AR(1)
+coordinate, plus fast noise. Candidates: an independent run of the same process, the reference
+shuffled in time, and the independent run with one torsion shifted by a known angle.
+"""
+import numpy as np
+import pytest
+
+from lss import structure
+from lss.score import Ensemble, js_distance, score
+
+N_ATOMS, SHIFTED, SHIFT = 20, 2, 1.0
+
+
+def chain_from_internal(bonds, angles, torsions):
+    """Cartesian chain (n, N, 3) nm from bonds (n, N-1) nm, angles (n, N-2) rad, torsions (n, N-3) rad."""
+    n, N = len(bonds), bonds.shape[1] + 1
+    x = np.zeros((n, N, 3))
+    x[:, 1, 0] = bonds[:, 0]
+    x[:, 2, 0] = bonds[:, 0] - bonds[:, 1] * np.cos(angles[:, 0])
+    x[:, 2, 1] = bonds[:, 1] * np.sin(angles[:, 0])
+    for i in range(3, N):
+        a, b, c = x[:, i - 3], x[:, i - 2], x[:, i - 1]
+        bc = (c - b) / np.linalg.norm(c - b, axis=1, keepdims=True)
+        nv = np.cross(b - a, bc)
+        nv /= np.linalg.norm(nv, axis=1, keepdims=True)
+        r, t, p = bonds[:, i - 1, None], angles[:, i - 2, None], torsions[:, i - 3, None]
+        x[:, i] = c - r * np.cos(t) * bc + r * np.sin(t) * (np.cos(p) * np.cross(nv, bc) + np.sin(p) * nv)
+    return x.astype(np.float32)
+
+
+def toy_md(n_traj=2, n_frames=20_000, seed=0, shift=None):
+    """Stack (n_traj, n_frames, 20, 3) nm of the two-state toy; ``shift=(i, rad)`` adds to torsion i."""
+    rng = np.random.default_rng(seed)
+    nt = N_ATOMS - 3
+    t0 = np.full(nt, 0.9)
+    dt = np.zeros(nt)
+    dt[4:12] = -2.4
+    out = []
+    for _ in range(n_traj):
+        s = np.cumsum(rng.random(n_frames) < 0.004) % 2
+        e = rng.standard_normal(n_frames) * 0.08
+        en = rng.standard_normal((n_frames, nt)) * 0.12
+        y, noise = np.zeros(n_frames), np.zeros((n_frames, nt))
+        for t in range(1, n_frames):
+            y[t] = 0.8 * y[t - 1] + 0.2 * s[t] + e[t]
+            noise[t] = 0.5 * noise[t - 1] + en[t]
+        tors = t0 + y[:, None] * dt + noise
+        if shift is not None:
+            tors[:, shift[0]] += shift[1]
+        ang = 1.6 + 0.05 * rng.standard_normal((n_frames, N_ATOMS - 2))
+        bnd = 0.38 + 0.005 * rng.standard_normal((n_frames, N_ATOMS - 1))
+        out.append(chain_from_internal(bnd, ang, tors))
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def card():
+    md = toy_md(seed=0)
+    rng = np.random.default_rng(5)
+    shuffled = np.stack([x[rng.permutation(len(x))] for x in md])
+    cands = {"independent": Ensemble(toy_md(seed=1), 1.0, "ps", name="independent"),
+             "shuffled": Ensemble(shuffled, 1.0, "ps", name="shuffled"),
+             "shifted": Ensemble(toy_md(seed=1, shift=(SHIFTED, SHIFT)), 1.0, "ps", name="shifted")}
+    return score(Ensemble(md, 1.0, "ps", name="MD"), cands, n_states=20, n_boot=200, random_state=0)
+
+
+KINETIC = ("its", "tdecor_tic1", "tdecor_latent1", "mfpt_lo_hi", "mfpt_hi_lo", "flux", "ck")
+
+
+def test_toy_torsions_are_what_was_built():
+    x = toy_md(1, 200, seed=3, shift=(SHIFTED, SHIFT))[0]
+    y = toy_md(1, 200, seed=3)[0]
+    d = np.angle(np.exp(1j * (structure.ca_torsions(x) - structure.ca_torsions(y))))
+    assert np.allclose(d[:, SHIFTED], SHIFT, atol=1e-4)
+    assert np.allclose(np.delete(d, SHIFTED, axis=1), 0, atol=1e-4)
+    assert np.allclose(structure.bond_lengths(x), structure.bond_lengths(y), atol=1e-5)
+
+
+def test_js_distance_natural_log_bounds():
+    assert js_distance([1, 0], [0, 1]) == pytest.approx(np.sqrt(np.log(2)))
+    assert js_distance([3, 1, 2], [3, 1, 2]) == 0.0
+
+
+def test_independent_md_sits_at_the_floor(card):
+    """An independent MD run of the same size scores like MD half against MD half (ratio ~0.7 expected)."""
+    r = card.ratio("independent")
+    assert np.nanmedian(list(r.values())) < 1.5, r
+    assert max(r.values()) < 4.0, r
+    assert card.rows["MD halves"]["js_torsions"] > 0 and card.rows["MD halves"]["its"] > 0
+
+
+def test_time_shuffled_md_keeps_the_ensemble_and_fails_every_kinetic_metric(card):
+    r = card.ratio("shuffled")
+    for k, v in r.items():
+        if k in KINETIC:
+            assert v > 5.0, (k, v)
+        else:
+            assert v < 0.1, (k, v)     # the very same frames: JS distances and free energies ~0
+    passes = card.passes("shuffled")
+    assert not any(passes[k] for k in KINETIC)
+
+
+def test_a_shifted_torsion_moves_that_js_distance_and_no_other(card):
+    plain = np.asarray(card.details["independent"]["js_torsions"])
+    shifted = np.asarray(card.details["shifted"]["js_torsions"])
+    floor = np.asarray(card.details["MD halves"]["js_torsions"])
+    assert shifted[SHIFTED] > 0.5 and shifted[SHIFTED] > 10 * floor[SHIFTED]
+    others = np.delete(np.arange(len(plain)), SHIFTED)
+    assert np.allclose(shifted[others], plain[others], atol=1e-3)
+    for k in ("js_bonds", "js_angles"):
+        assert card.rows["shifted"][k] == pytest.approx(card.rows["independent"][k], abs=1e-3)
+
+
+def test_card_outputs(card, tmp_path):
+    paths = card.save(tmp_path)
+    import json
+
+    doc = json.loads(paths["json"].read_text())
+    assert doc["metrics"]["js_torsions"]["unit"] == "1" and "natural log" in doc["metrics"]["js_torsions"]["how"]
+    assert set(doc["rows"]) == {"MD halves", "MSM baseline", "independent", "shuffled", "shifted"}
+    assert "| metric |" in paths["markdown"].read_text()
+    assert paths["figure"].stat().st_size > 10_000
