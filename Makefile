@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= cpu
 
-.PHONY: venv reproduce smoke test clean-runs
+.PHONY: venv reproduce smoke class site test clean-runs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ reproduce: venv
 
 smoke: venv
 	$(PY) -m lss.reproduce --profile smoke
+
+# the course profile: every notebook, about 6 minutes on 2 cores, outputs in runs/class/ (never figures/)
+class: venv
+	$(PY) -m lss.reproduce --profile class
+
+# the course site: executed notebooks as HTML with the learning path as index, in site/ (git-ignored).
+# SITE_PROFILE=class runs the class profile first (cached notebooks skipped); SITE_PROFILE=cpu renders the main job's run.
+SITE_PROFILE ?= class
+site: venv
+	$(PY) -m lss.site --profile $(SITE_PROFILE)
 
 # includes tests/test_browser.py: notebook 06 in headless Chromium (apt-get install chromium; without it
 # that test prints how to install it and skips, unless LSS_REQUIRE_BROWSER=1 as in .ci/run)

@@ -29,7 +29,9 @@ Modules (one per concept):
 - :mod:`lss.msm`       MSM helpers, the MSM baseline and the Chapman-Kolmogorov test (deeptime)
 - :mod:`lss.plots`     the figures of the notebooks, one function each
 - :mod:`lss.viewer`    the 3-D viewer (nglview behind one guard) with a static figure for every reader
-- :mod:`lss.reproduce` the papermill runner (``python -m lss.reproduce --profile cpu``)
+- :mod:`lss.reproduce` the papermill runner (``python -m lss.reproduce --profile cpu``), a profile picked
+                        in JupyterLab (``apply_profile``), measured run times (``notebooks/runtimes.json``)
+- :mod:`lss.site`      the course site: executed notebooks as HTML, the learning path as index (``make site``)
 """
 
 __version__ = "0.1.0"

@@ -197,6 +197,106 @@ def folded_fraction(q, threshold: float = Q_BARRIER) -> float:
     return float(np.mean(q > threshold))
 
 
+def free_energy_basins(q, bins: int = 32, unfolded_below: float = 0.6, folded_above: float = 0.8) -> dict:
+    """F(Q) = -ln p(Q) in kT, its two basins and the barrier between them.
+
+    Parameters
+    ----------
+    q : array-like or list of arrays
+        Fraction of native contacts of all frames (trajectories are pooled).
+    bins : int
+        Equal bins over [0, 1].
+    unfolded_below, folded_above : float
+        The unfolded minimum is searched at ``Q < unfolded_below``, the folded one at ``Q > folded_above``.
+
+    Returns
+    -------
+    dict
+        ``centers`` (bins,), ``F`` (bins,) in kT with its minimum at 0 (``inf`` where no frame falls),
+        ``q_unfolded``, ``q_folded``, ``q_barrier`` (bin centres) and ``barrier_kT`` (barrier above the
+        higher minimum); the last four are None when the data do not show two basins (one never visited).
+    """
+    q = np.concatenate([np.asarray(x, dtype=float).ravel() for x in q]) if isinstance(q, (list, tuple)) \
+        else np.asarray(q, dtype=float).ravel()
+    hist, edges = np.histogram(q, bins=np.linspace(0, 1, bins + 1))
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    with np.errstate(divide="ignore"):
+        F = -np.log(hist / max(hist.sum(), 1))
+    finite = np.isfinite(F)
+    F = F - (F[finite].min() if finite.any() else 0.0)
+    out = {"centers": centers, "F": F, "q_unfolded": None, "q_folded": None, "q_barrier": None, "barrier_kT": None}
+    i_u = int(np.argmin(np.where(centers < unfolded_below, F, np.inf)))
+    i_f = int(np.argmin(np.where(centers > folded_above, F, np.inf)))
+    if i_f > i_u + 1 and np.isfinite(F[i_u]) and np.isfinite(F[i_f]):
+        i_b = i_u + int(np.argmax(F[i_u:i_f + 1]))
+        out.update(q_unfolded=float(centers[i_u]), q_folded=float(centers[i_f]), q_barrier=float(centers[i_b]),
+                   barrier_kT=float(F[i_b] - max(F[i_u], F[i_f])))
+    return out
+
+
+def folding_events(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED, min_dwell: int = 5) -> np.ndarray:
+    """Folding events that commit: passages from the unfolded core into the folded core that stay there.
+
+    A passage runs from the last frame in the unfolded core (``Q < lo``) to the first frame in the
+    folded core (``Q > hi``). It counts as an event when the chain was in the unfolded core state for
+    at least ``min_dwell`` frames before leaving it and stays in the folded core state (dual cutoffs,
+    :func:`core_states`) for at least ``min_dwell`` frames after arriving: a decoded frame that
+    flickers above ``hi`` for a frame or two and falls back is not a folding event.
+
+    Parameters
+    ----------
+    q : array-like, shape (n_traj, n_frames) or list of (n_frames,) arrays
+        Fraction of native contacts per frame.
+    lo, hi : float
+        Core cutoffs.
+    min_dwell : int
+        Frames the chain must spend in each core state before and after the passage.
+
+    Returns
+    -------
+    np.ndarray, shape (n_events, 4), int
+        Per event: trajectory index, start frame (last unfolded), end frame (first folded), and the
+        frames spent in the folded core state after arriving (to the next unfolding or the end).
+    """
+    rows = []
+    for i, qi in enumerate(q):
+        qi = np.asarray(qi, dtype=float).ravel()
+        s = core_states(qi, lo, hi)
+        for t in np.flatnonzero((s[1:] == 1) & (s[:-1] == 0)) + 1:
+            before = np.flatnonzero(qi[:t] < lo)
+            if before.size == 0:
+                continue
+            start = int(before[-1])
+            unf = np.flatnonzero(s[:start + 1] != 0)          # the unfolded state began after its last non-0 frame
+            unfolded_since = int(unf[-1]) + 1 if unf.size else 0
+            leave = np.flatnonzero(s[t:] != 1)
+            dwell = int(leave[0]) if leave.size else len(qi) - t
+            if start - unfolded_since + 1 >= min_dwell and dwell >= min_dwell:
+                rows.append((i, start, int(t), dwell))
+    return np.array(rows, dtype=int).reshape(-1, 4)
+
+
+def pick_folding_event(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED, min_dwell: int = 5) -> dict:
+    """The folding event to show: among the committed events (:func:`folding_events`), the one with the
+    longest transition path, so that the passage through intermediate Q is visible.
+
+    Returns a dict: ``traj``, ``start``, ``end`` (frames), ``n_events``, ``path_frames`` (``end - start``
+    of the chosen event) and ``median_path_frames`` (of all committed events). Without a committed
+    event (an undertrained model): the most native frame and the ``min_dwell`` frames before it,
+    ``n_events = 0``.
+    """
+    ev = folding_events(q, lo, hi, min_dwell)
+    if len(ev):
+        path = ev[:, 2] - ev[:, 1]
+        k = int(np.lexsort((-ev[:, 3], -path))[0])     # longest path; ties: the longest folded dwell
+        return {"traj": int(ev[k, 0]), "start": int(ev[k, 1]), "end": int(ev[k, 2]), "n_events": len(ev),
+                "path_frames": int(path[k]), "median_path_frames": float(np.median(path))}
+    qa = np.asarray([np.asarray(x, dtype=float).ravel() for x in q])
+    i, t = np.unravel_index(int(np.argmax(qa)), qa.shape)
+    return {"traj": int(i), "start": int(max(0, t - min_dwell)), "end": int(t), "n_events": 0,
+            "path_frames": int(t - max(0, t - min_dwell)), "median_path_frames": None}
+
+
 # --------------------------------------------------------------------------------------- the model
 @dataclass(frozen=True)
 class GoModel:

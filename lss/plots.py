@@ -150,3 +150,276 @@ def decoder_fidelity(bench, fidelity: dict):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------- Trp-cage data (02)
+
+def trpcage_native(xyz: np.ndarray, contacts: np.ndarray, residue_names, labelled=(0, 5, 19)):
+    """The native C-alpha trace in 3-D with its native contacts, and the C-alpha distance map.
+
+    Parameters
+    ----------
+    xyz : np.ndarray, shape (n_atoms, 3), nm
+        Native C-alpha coordinates.
+    contacts : np.ndarray, shape (n_contacts, 2), int
+        Native contact pairs (0-based residue indices, i < j).
+    residue_names : sequence of str
+        One name per residue, e.g. ``"TRP6"``.
+    labelled : sequence of int
+        Residues (0-based) named in the 3-D panel (default: the termini and Trp6, the cage's centre);
+        the labels are pushed outward from the chain's centre so that they do not overlap.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    n = len(xyz)
+    d = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)
+    fig = plt.figure(figsize=(10, 4.2))
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    for i, j in contacts:
+        ax.plot(*xyz[[i, j]].T, color="0.75", lw=0.8)
+    ax.plot(*xyz.T, color="0.3", lw=1.5)
+    ax.scatter(*xyz.T, c=np.arange(n), cmap="viridis", s=60, depthshade=False)
+    ax.view_init(elev=25, azim=-60)
+    # labels pushed apart in 3-D (nm) for this view: N-terminus up-left, Trp6 (the cage's centre) down, C-terminus up-right
+    push = {0: (-0.45, 0.0, 0.35), 5: (0.1, 0.0, -0.55), n - 1: (0.35, 0.0, 0.3)}
+    for k in labelled:
+        to = xyz[k] + np.asarray(push.get(k, (0.3, 0.0, 0.3)))
+        ax.plot(*np.c_[xyz[k], to], color="0.4", lw=0.6)
+        ax.text(*to, residue_names[k], fontsize=8, ha="center", va="center",
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="0.7", lw=0.5))
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(4))
+    ax.set(xlabel="x [nm]", ylabel="y [nm]", zlabel="z [nm]")
+    ax.set_title(f"2JOF model 1, C-alpha trace; grey: the {len(contacts)} native contacts", fontsize=10)
+    ax = fig.add_subplot(1, 2, 2)
+    im = ax.imshow(d, cmap="magma_r", origin="lower", extent=(0.5, n + 0.5, 0.5, n + 0.5))
+    ax.scatter(contacts[:, 1] + 1, contacts[:, 0] + 1, marker="s", s=18, facecolor="none", edgecolor="C0",
+               label="native contact (i < j)")
+    ticks = [1, *range(5, n + 1, 5)]
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set(xlabel="residue j", ylabel="residue i", title="C-alpha distance map [nm]")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="distance [nm]")
+    fig.tight_layout()
+    return fig
+
+
+def trpcage_traces(t, q0, rmsd0, rg0, q_all, rmsd_all, rg_all, basins: dict, unit: str, cores=(0.45, 0.85),
+                   n_traj: int = 1, max_points: int = 20_000):
+    """Q(t), RMSD(t) and Rg(t) of trajectory 0 beside the histograms of all frames, and F(Q) with its basins.
+
+    Parameters
+    ----------
+    t : np.ndarray, shape (n_frames,)
+        Time of trajectory 0's frames, in ``unit``.
+    q0, rmsd0, rg0 : np.ndarray, shape (n_frames,)
+        Trajectory 0: Q (1), RMSD to native (nm), radius of gyration (nm).
+    q_all, rmsd_all, rg_all : np.ndarray, shape (n_all,)
+        The same over every trajectory (histograms).
+    basins : dict
+        :func:`lss.gomodel.free_energy_basins` of ``q_all``: F(Q) is drawn, its minima and barrier marked.
+    """
+    import matplotlib.pyplot as plt
+
+    step = max(1, len(t) // max_points)
+    fig, axs = plt.subplots(3, 2, figsize=(11, 6.5), gridspec_kw={"width_ratios": [4, 1]}, sharey="row")
+    for row, (y, yall, name) in enumerate([(q0, q_all, "Q"), (rmsd0, rmsd_all, "RMSD to native [nm]"),
+                                          (rg0, rg_all, "Rg [nm]")]):
+        axs[row, 0].plot(t[::step], y[::step], lw=0.4, color=f"C{row}")
+        axs[row, 0].set_ylabel(name)
+        axs[row, 1].hist(yall, bins=50, orientation="horizontal", color=f"C{row}", alpha=0.7)
+    for y in cores:
+        axs[0, 0].axhline(y, color="k", ls=":", lw=0.8)
+    axF = axs[0, 1].twiny()
+    F = np.where(np.isfinite(basins["F"]), basins["F"], np.nan)
+    axF.plot(F, basins["centers"], "k-", lw=1.2)
+    for key, mark in (("q_unfolded", "v"), ("q_folded", "^"), ("q_barrier", "D")):
+        qb = basins.get(key)
+        if qb is not None:
+            axF.plot(np.interp(qb, basins["centers"], np.nan_to_num(F, nan=0.0)), qb, mark, color="C3", ms=5)
+    axF.set_xlabel("F(Q) [kT], black; red: minima, barrier", fontsize=8)
+    axs[2, 0].set_xlabel(f"time [{unit}]")
+    axs[2, 1].set_xlabel("frames")
+    axs[0, 0].set_title(f"trajectory 0 of {n_traj}; dotted: core cutoffs Q = {cores[0]} / {cores[1]}")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------- generated events (06)
+
+def folding_event(t, q, window_xyz, shown, native_xyz, event: dict, unit: str, pad_frames: int, n_panels: int = 6):
+    """A generated folding event: Q of the whole trajectory, Q around the event, and C-alpha snapshots.
+
+    Parameters
+    ----------
+    t : np.ndarray, shape (n_frames,)
+        Time of each frame of the trajectory, in ``unit``.
+    q : np.ndarray, shape (n_frames,)
+        Q of the trajectory's frames.
+    window_xyz : np.ndarray, shape (len(shown), n_atoms, 3), nm
+        The frames ``shown``, superposed on the native structure.
+    shown : np.ndarray, shape (k,), int
+        Frame indices of ``window_xyz``, increasing.
+    native_xyz : np.ndarray, shape (n_atoms, 3), nm
+    event : dict
+        :func:`lss.gomodel.pick_folding_event` (``traj``, ``start``, ``end``, ...).
+    pad_frames : int
+        Frames shown either side of the event in the zoomed panel.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(11, 6.4))
+    gs = fig.add_gridspec(3, n_panels, height_ratios=[0.8, 1.2, 1.5])
+    a, b = event["start"], event["end"]
+    lo, hi = int(shown[0]), int(shown[-1])
+    ax = fig.add_subplot(gs[0, :])
+    ax.plot(t, q, lw=0.3, color="C0")
+    ax.axvspan(t[lo], t[hi], color="C3", alpha=0.3)
+    ax.set(ylabel="Q", ylim=(0, 1.02), xlim=(t[0], t[-1]))
+    ax.set_title(f"LSS trajectory {event['traj']}: Q over the whole run (red: the stretch below)", fontsize=9)
+    ax = fig.add_subplot(gs[1, :])
+    sl = slice(lo, hi + 1)
+    ax.plot(t[sl], q[sl], "-o", ms=2.5, lw=0.8, color="C0")
+    ax.axvspan(t[a], t[b], color="C3", alpha=0.15, label="transition path (last unfolded → first folded frame)")
+    for y, name in ((0.45, "unfolded core"), (0.85, "folded core")):
+        ax.axhline(y, color="0.5", ls=":", lw=1)
+        ax.text(t[lo], y + 0.01, name, fontsize=7, color="0.4", va="bottom")
+    picks = np.unique(np.linspace(0, len(shown) - 1, n_panels).round().astype(int))
+    ax.plot(t[shown[picks]], q[shown[picks]], "s", mfc="none", mec="k", ms=7, label="snapshots below")
+    ax.set(xlabel=f"time [{unit}]", ylabel="Q", ylim=(0, 1.02), xlim=(t[lo], t[hi]))
+    ax.legend(fontsize=7, loc="lower right")
+    for k, j in enumerate(picks):
+        s = fig.add_subplot(gs[2, k])
+        s.plot(native_xyz[:, 0], native_xyz[:, 1], "-", color="0.8", lw=3)
+        s.plot(window_xyz[j, :, 0], window_xyz[j, :, 1], "-", color="0.3", lw=1)
+        s.scatter(window_xyz[j, :, 0], window_xyz[j, :, 1], c=np.arange(window_xyz.shape[1]), cmap="viridis",
+                  s=14, zorder=3)
+        s.set(xticks=[], yticks=[], aspect="equal")
+        s.set_title(f"t = {t[shown[j]]:.3g}, Q = {q[shown[j]]:.2f}", fontsize=7)
+    fig.suptitle("A folding event generated by the LSS (C-alpha trace superposed on the native structure, grey; "
+                 "colour: residue 1 → 20)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def folding_animation(window_xyz, t, q, shown, path, *, unit: str, fps: int = 10, stamp: str = "", dpi: int = 80):
+    """Write the event as an animated GIF: the rotating C-alpha trace beside Q(t) with a moving marker.
+
+    Parameters
+    ----------
+    window_xyz : np.ndarray, shape (k, n_atoms, 3), nm
+        The frames ``shown`` (superposed).
+    t, q : np.ndarray, shape (n_frames,)
+        Time (``unit``) and Q of the whole trajectory.
+    shown : np.ndarray, shape (k,), int
+        Frame indices of ``window_xyz``.
+    path : path-like
+        The ``.gif`` written (Pillow).
+    stamp : str
+        Provenance text in the corner (e.g. the notebook and profile).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    from matplotlib import animation
+
+    fig = plt.figure(figsize=(7.5, 3.6))
+    ax3 = fig.add_subplot(1, 2, 1, projection="3d")
+    axq = fig.add_subplot(1, 2, 2)
+    centre = window_xyz.mean((0, 1))
+    span = np.abs(window_xyz - centre).max()
+    line, = ax3.plot([], [], [], "-", color="0.3", lw=1.5)
+    dots = ax3.scatter(*window_xyz[0].T, c=np.arange(window_xyz.shape[1]), cmap="viridis", s=25)
+    ax3.set(xlim=(centre[0] - span, centre[0] + span), ylim=(centre[1] - span, centre[1] + span),
+            zlim=(centre[2] - span, centre[2] + span), xticks=[], yticks=[], zticks=[])
+    lo, hi = int(shown[0]), int(shown[-1]) + 1
+    axq.plot(t[lo:hi], q[lo:hi], color="C0")
+    marker, = axq.plot([], [], "o", color="C3")
+    axq.set(xlabel=f"time [{unit}]", ylabel="Q", ylim=(0, 1.02), title="fraction of native contacts")
+    if stamp:
+        fig.text(0.995, 0.005, stamp, ha="right", va="bottom", fontsize=6, color="0.5")
+    fig.tight_layout()
+
+    def update(j):
+        line.set_data_3d(*window_xyz[j].T)
+        dots._offsets3d = tuple(window_xyz[j].T)
+        ax3.view_init(elev=20, azim=30 + 2 * j)
+        marker.set_data([t[shown[j]]], [q[shown[j]]])
+        ax3.set_title(f"LSS, t = {t[shown[j]]:.3g} {unit}", fontsize=8)
+        return line, dots, marker
+
+    anim = animation.FuncAnimation(fig, update, frames=len(shown), interval=1000 / fps)
+    anim.save(str(path), writer=animation.PillowWriter(fps=fps), dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------- decoders (05)
+
+def decoder_checks(bench, decoders: dict, encode=None, random_state: int = 0, ensembles: dict | None = None) -> dict:
+    """The two conditional checks of the decoders, as figures: fidelity and, with an encoder, re-encoding.
+
+    Parameters
+    ----------
+    bench : lss.decoding.DecoderBench
+        Held-out MD frames and their latent points (``latent``, ``fid_idx``, ``n_per_point``).
+    decoders : dict name -> decoder
+        Fitted decoders (``generate(latent, random_state=)`` -> (n, n_atoms, 3) nm).
+    encode : callable, optional
+        Structures (n, n_atoms, 3) nm -> latent (n, m): the encoder of 03 (C-alpha data only). Without
+        it the re-encoding figure is left out (all-atom features need atoms the decoders do not make).
+    random_state : int
+        Seeds the decoding at the fidelity points.
+    ensembles : dict name -> np.ndarray (n, n_atoms, 3), optional
+        Structures already decoded at ``bench.latent`` (one per point), re-encoded for the cycle figure;
+        decoded here with ``random_state + 1`` when not given.
+
+    Returns
+    -------
+    dict
+        ``"fidelity"``: :func:`decoder_fidelity` of ``n_per_point`` structures decoded at each fidelity
+        point; ``"cycle"``: :func:`decoder_cycle` of the structures decoded at every compared point (only
+        with ``encode``).
+    """
+    at = np.repeat(bench.latent[bench.fid_idx], bench.n_per_point, 0)
+    figs = {"fidelity": decoder_fidelity(bench, {n: d.generate(at, random_state=random_state) for n, d in decoders.items()})}
+    if encode is not None:
+        ensembles = ensembles or {n: d.generate(bench.latent, random_state=random_state + 1) for n, d in decoders.items()}
+        figs["cycle"] = decoder_cycle(bench.latent, {n: encode(x) for n, x in ensembles.items()})
+    return figs
+
+
+def decoded_examples(bench, decoder, q_fn, quantiles=(0.05, 0.5, 0.95), random_state: int = 0):
+    """Held-out MD frames at given quantiles of Q, and one structure decoded at each one's latent point.
+
+    Parameters
+    ----------
+    bench : lss.decoding.DecoderBench
+    decoder : fitted decoder
+    q_fn : callable
+        Structures (n, n_atoms, 3) nm -> Q (n,).
+    quantiles : sequence of float
+        Quantiles of the held-out frames' Q to show.
+
+    Returns
+    -------
+    xyz : np.ndarray, shape (2 * len(quantiles), n_atoms, 3), nm
+        The MD frames, then the decoded structures (each superposed on its MD frame).
+    labels : list of str
+        "held-out MD, Q = ..." and "decoded, Q = ..." per structure.
+    """
+    from .structure import superpose
+
+    q = np.asarray(bench.q)
+    picks = [int(np.argmin(np.abs(q - x))) for x in np.quantile(q, list(quantiles))]
+    dec = decoder.generate(bench.latent[picks], random_state=random_state)
+    dec = np.concatenate([superpose(dec[k:k + 1], bench.xyz[i]) for k, i in enumerate(picks)])
+    labels = [f"held-out MD, Q = {q[i]:.2f}" for i in picks] + [f"decoded, Q = {x:.2f}" for x in q_fn(dec)]
+    return np.concatenate([bench.xyz[picks], dec]), labels

@@ -278,6 +278,10 @@ def validate(params: dict, steps: list[str], origin: dict | None = None, params_
 #: (``lss.paths.figures_dir`` publishes to ``figures/`` only for the cpu profile run this way).
 PUBLISH_ENV = paths.PUBLISH_ENV
 
+#: Set (to "1") by the runner for the notebooks it executes: :func:`apply_profile` then does nothing,
+#: the runner having injected the profile's parameters already.
+RUNNER_ENV = "LSS_RUNNER"
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
@@ -372,18 +376,20 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
     # figures/ is written only by the committed cpu profile run here (paths.figures_dir)
     committed = params_file is None or Path(params_file).resolve() == paths.params_file(profile).resolve()
     publish = profile if (committed and profile == paths.PUBLISHED_PROFILE) else ""
-    saved_env = os.environ.get(PUBLISH_ENV)
+    saved_env = {k: os.environ.get(k) for k in (PUBLISH_ENV, RUNNER_ENV)}
     os.environ[PUBLISH_ENV] = publish
+    os.environ[RUNNER_ENV] = "1"     # the notebooks' apply_profile leaves the injected parameters alone
     try:
-        return _run_steps(pm, params, profile, steps, only, force, log)
+        return _run_steps(pm, params, profile, steps, only, force, log, timed=committed)
     finally:
-        if saved_env is None:
-            os.environ.pop(PUBLISH_ENV, None)
-        else:
-            os.environ[PUBLISH_ENV] = saved_env
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
-def _run_steps(pm, params, profile, steps, only, force, log) -> dict[str, float]:
+def _run_steps(pm, params, profile, steps, only, force, log, timed: bool = False) -> dict[str, float]:
     out_dir = paths.run_dir(profile, "executed")
     keys: dict[str, str] = {}
     durations: dict[str, float] = {}
@@ -421,6 +427,8 @@ def _run_steps(pm, params, profile, steps, only, force, log) -> dict[str, float]
         durations[step] = dt
         _state_path(profile, step).write_text(json.dumps(
             {"key": key, "outputs": _outputs(profile, step), "seconds": dt, "parameters": parameters}, indent=1))
+        if timed:
+            record_runtime(profile, step, dt)
         log(f"[{profile}] {step}: done in {_fmt_s(dt)}")
     total = time.perf_counter() - t_run
     if durations:
@@ -443,6 +451,157 @@ def _estimate_remaining(profile: str, steps: list[str], only) -> float:
         if sp.exists():
             total += json.loads(sp.read_text()).get("seconds", 0.0)
     return total
+
+
+# --------------------------------------------------------------------------------------------------
+# Interactive use: a profile picked in JupyterLab by editing one line
+# --------------------------------------------------------------------------------------------------
+
+def notebook_defaults(step: str) -> dict:
+    """The literal values of a notebook's ``parameters`` cell as saved on disk (the smoke defaults).
+
+    Returns ``{name: value}`` for every ``name: type = literal`` (or ``name = literal``) line.
+    """
+    import ast
+
+    nb = json.loads((paths.notebooks_dir() / f"{step}.ipynb").read_text())
+    cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return {}
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    out = {}
+    for node in ast.parse(src).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        if isinstance(target, ast.Name) and getattr(node, "value", None) is not None:
+            try:
+                out[target.id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return out
+
+
+def apply_profile(namespace: dict, step: str, log=print) -> dict:
+    """Give an interactively run notebook the parameters of the profile named in its ``profile`` line.
+
+    papermill injects a profile's parameters only in batch runs; a reader in JupyterLab who edits
+    ``profile = "class"`` in the parameters cell would otherwise run the smoke sizes under the
+    class label. Called in the cell after the parameters cell::
+
+        reproduce.apply_profile(globals(), NB)
+
+    it reads ``params/<profile>.yaml`` (``common`` + the notebook's section, as the runner does) and
+    sets those variables in ``namespace``, printing each change. Rules:
+
+    * nothing happens under the runner (``LSS_RUNNER`` set: it injected the parameters), for
+      ``profile = "smoke"`` (the defaults already are the smoke profile), or when there is no
+      ``params/<profile>.yaml`` (a label of one's own; said so);
+    * a variable whose value differs from the notebook's saved default was set by hand (or injected
+      by papermill, ``-p n_epochs 5``) and wins: it is kept, and reported as kept;
+    * values are checked as the runner checks them (:func:`check_parameters`).
+
+    Parameters
+    ----------
+    namespace : dict
+        The notebook's ``globals()``; changed in place.
+    step : str
+        The notebook, e.g. ``"05_cwgan"``.
+    log : callable
+        Where the one-line report goes (``print``).
+
+    Returns
+    -------
+    dict
+        ``{name: (old, new)}`` of the variables changed.
+    """
+    profile = namespace.get("profile")
+    if os.environ.get(RUNNER_ENV) or not isinstance(profile, str) or profile == "smoke":
+        return {}
+    if not paths.params_file(profile).exists():
+        log(f"profile {profile!r}: no params/{profile}.yaml, so the values of the parameters cell are used as they are "
+            f"(profiles: {', '.join(_known_profiles())})")
+        return {}
+    params = step_parameters(load_params(profile), step)
+    check_parameters(step, params)
+    defaults = notebook_defaults(step)
+    changed, kept = {}, {}
+    for name, value in params.items():
+        if name == "profile" or name not in namespace:
+            continue
+        current = namespace[name]
+        if current == value:
+            continue
+        if name in defaults and current != defaults[name]:
+            kept[name] = (current, value)      # set by hand or by papermill: it wins
+            continue
+        namespace[name] = value
+        changed[name] = (current, value)
+    msg = f"profile {profile!r}: params/{profile}.yaml sets " + (
+        ", ".join(f"{k} = {v[1]!r}" for k, v in changed.items()) if changed else "nothing new")
+    if kept:
+        msg += "; kept as set here: " + ", ".join(f"{k} = {v[0]!r} (profile: {v[1]!r})" for k, v in kept.items())
+    log(msg)
+    return changed
+
+
+# --------------------------------------------------------------------------------------------------
+# Measured run times, written by the runner, shown at the top of each notebook
+# --------------------------------------------------------------------------------------------------
+
+#: Profiles whose measured run times the runner keeps in ``notebooks/runtimes.json`` (committed).
+TIMED_PROFILES = ("class", "cpu", "paper")
+
+
+def runtimes_file() -> Path:
+    return paths.notebooks_dir() / "runtimes.json"
+
+
+def load_runtimes() -> dict:
+    """``{step: {profile: {"seconds", "date", "cpu_count", "load_1min"}}}`` as the runner last measured them."""
+    f = runtimes_file()
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def record_runtime(profile: str, step: str, seconds: float) -> None:
+    """Store one notebook's measured wall time (s) for ``profile`` in ``notebooks/runtimes.json``.
+
+    Called by :func:`run` after each notebook it executes from a committed profile in
+    :data:`TIMED_PROFILES` (a test run or a hand-made parameter file does not touch the file).
+    """
+    if profile not in TIMED_PROFILES:
+        return
+    import datetime as _dt
+
+    data = load_runtimes()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    data.setdefault(step, {})[profile] = {"seconds": round(float(seconds), 1), "cpu_count": os.cpu_count(),
+                                          "load_1min": None if load is None else round(load, 1),
+                                          "date": _dt.date.today().isoformat()}
+    runtimes_file().write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def runtime_note(step: str):
+    """The measured run time of ``step`` per profile, as a Markdown line for the notebook's first cell.
+
+    Returns an ``IPython.display.Markdown`` (a plain string where IPython is absent), e.g.
+    "Measured run time (whole notebook, by the runner): class 48 s · cpu 3.1 min; 2 cores, 2026-12-01".
+    """
+    times = load_runtimes().get(step, {})
+    order = [p for p in TIMED_PROFILES if p in times] + sorted(p for p in times if p not in TIMED_PROFILES)
+    if order:
+        parts = [f"**{p}** {_fmt_s(times[p]['seconds'])}" for p in order]
+        cores = sorted({str(times[p].get("cpu_count")) for p in order})
+        dates = sorted({times[p].get("date", "?") for p in order})
+        text = (f"Measured run time of this notebook (by the runner, `python -m lss.reproduce`): "
+                f"{' · '.join(parts)} — on {'/'.join(cores)} CPU cores, {dates[-1]}. "
+                "The smoke defaults take seconds.")
+    else:
+        text = "No measured run time yet: `python -m lss.reproduce --profile class` records it."
+    try:
+        from IPython.display import Markdown
+        return Markdown(text)
+    except ImportError:  # pragma: no cover
+        return text
 
 
 def main(argv=None) -> int:

@@ -135,3 +135,164 @@ def savefig(fig, name: str, profile: str, notebook: str, dpi: int = 130) -> Path
     fig.savefig(out, dpi=dpi, bbox_inches="tight",
                 metadata={"Software": f"lss notebooks/{notebook}.ipynb", "Comment": f"profile={profile}"})
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets, declared once, and one recorder per notebook section
+# --------------------------------------------------------------------------------------------------
+
+#: Profiles whose runs are too small to be held to the science targets (recorded, never assessed).
+UNASSESSED_PROFILES = ("smoke",)
+
+
+class Target:
+    """An acceptance target of one recorded number, with the bound that applies in each profile.
+
+    Parameters
+    ----------
+    kind : {"max", "min", "range"}
+        ``"max"``: value <= bound; ``"min"``: value >= bound; ``"range"``: lo <= value <= hi
+        (``bound = (lo, hi)``). For a list value every element must pass ("each within ...").
+    bound : float or (float, float)
+        The bound of the main (cpu) and paper profiles.
+    per_profile : dict, optional
+        Profile name -> bound for that profile (e.g. ``{"class": 0.15}``: looser for the short
+        class profile), or ``None`` to leave it unassessed there. ``smoke`` is never assessed
+        unless it is named here.
+    text : str, optional
+        How the target reads in ``REPORT.md`` beside the bound, e.g. ``"each within {} of exact"``;
+        ``{}`` is replaced by the bound. Default: ``"<= {}"``, ``">= {}"`` or ``"{lo}-{hi}"``.
+
+    Examples
+    --------
+    >>> t = Target("max", 0.10, per_profile={"class": 0.15}, text="each within {} of exact")
+    >>> t.assess([0.02, 0.12], "class")
+    ('each within 0.15 of exact (class profile)', True)
+    >>> t.assess([0.02, 0.12], "cpu")
+    ('each within 0.1 of exact', False)
+    """
+
+    def __init__(self, kind: str, bound, per_profile: dict | None = None, text: str | None = None):
+        if kind not in ("max", "min", "range"):
+            raise ValueError(f"kind must be 'max', 'min' or 'range', got {kind!r}")
+        self.kind, self.bound, self.per_profile, self._text = kind, bound, dict(per_profile or {}), text
+
+    def __repr__(self) -> str:
+        return f"Target({self.kind!r}, {self.bound!r}, per_profile={self.per_profile!r})"
+
+    def bound_for(self, profile: str):
+        """The bound that applies to ``profile``, or None where it is not assessed."""
+        if profile in self.per_profile:
+            return self.per_profile[profile]
+        return None if profile in UNASSESSED_PROFILES else self.bound
+
+    def describe(self, profile: str) -> str:
+        """The target in words for ``profile`` (the main bound, marked unassessed where none applies)."""
+        b = self.bound_for(profile)
+        shown = self.bound if b is None else b
+        fmt = (lambda x: f"{x:g}" if isinstance(x, (int, float)) else str(x))
+        if self._text:
+            words = self._text.replace("{}", fmt(shown) if self.kind != "range" else f"{fmt(shown[0])}-{fmt(shown[1])}")
+        elif self.kind == "range":
+            words = f"{fmt(shown[0])}-{fmt(shown[1])}"
+        else:
+            words = ("<= " if self.kind == "max" else ">= ") + fmt(shown)
+        if b is None:
+            return f"{words} (not assessed in the {profile} profile)"
+        return words + (f" ({profile} profile)" if profile in self.per_profile else "")
+
+    def assess(self, value, profile: str) -> tuple[str, bool | None]:
+        """``(target text, met)`` for ``value`` in ``profile``; ``met`` is None where it is not assessed."""
+        import numpy as np
+
+        b = self.bound_for(profile)
+        text = self.describe(profile)
+        if b is None or value is None:
+            return text, None
+        v = np.asarray(_clean(value), dtype=float)
+        if v.size == 0 or not np.all(np.isfinite(v)):
+            return text, False
+        if self.kind == "max":
+            ok = np.all(v <= b)
+        elif self.kind == "min":
+            ok = np.all(v >= b)
+        else:
+            ok = np.all((v >= b[0]) & (v <= b[1]))
+        return text, bool(ok)
+
+
+#: Every acceptance target, declared once: ``(section, key) -> Target``. Notebooks record the number
+#: through :class:`Recorder`, which looks its target up here and assesses it; a target changes here only.
+TARGETS: dict[tuple[str, str], Target] = {
+    # 01: four-well (exact answer known)
+    ("four_well", "tv_lss"): Target("max", 0.02, per_profile={"class": 0.04}),
+    ("four_well", "timescales_lss_rel_error"): Target("max", 0.10, per_profile={"class": 0.15},
+                                                      text="each within {} of exact"),
+    # 02: Trp-cage data
+    ("trpcage_data", "n_transitions"): Target("min", 30, per_profile={"smoke": 3}),
+    ("trpcage_data", "folded_fraction"): Target("range", (0.3, 0.7)),
+    ("trpcage_data", "simulation_seconds"): Target("max", 300, per_profile={"class": 60}),
+    ("trpcage_data", "simulation_cpu_seconds"): Target("max", 300, per_profile={"class": 60},
+                                                       text="<= {} per core"),
+    # 06: generation
+    ("performance", "lss_peak_memory_mb"): Target("max", 2048, per_profile={"smoke": 2048}),
+}
+
+
+def assess(profile: str, section: str, key: str, value) -> tuple[str | None, bool | None]:
+    """``(target text, met)`` of one number against :data:`TARGETS`; ``(None, None)`` without a target."""
+    t = TARGETS.get((section, key))
+    return (None, None) if t is None else t.assess(value, profile)
+
+
+class Recorder:
+    """Records a notebook's numbers into one section of ``metrics.json``, assessing declared targets.
+
+    One per notebook section, in place of a copied ``rec = lambda ...``::
+
+        rec = results.Recorder(profile, "four_well", NB)
+        rec("tv_lss", tv_lss, "1", "total variation of the LSS histogram to the exact one")
+        print(rec.verdict())        # "targets met: tv_lss, ..." or "targets NOT met: ..."
+
+    Parameters
+    ----------
+    profile, section, notebook : str
+        As for :func:`record`.
+
+    Calling it, ``rec(key, value, unit, how, **kw)``, is :func:`record` with these three filled in.
+    When ``kw`` gives neither ``target`` nor ``met`` and ``(section, key)`` is in :data:`TARGETS`,
+    the target text and ``met`` come from there (:func:`assess`); an explicit ``target``/``met``
+    wins (for a target that depends on the run, e.g. only for a paper-sized ensemble).
+    ``rec.assessed`` keeps ``key -> (target, met)`` of every assessed number, in order.
+    """
+
+    def __init__(self, profile: str, section: str, notebook: str):
+        self.profile, self.section, self.notebook = profile, section, notebook
+        self.assessed: dict[str, tuple[str, bool | None]] = {}
+
+    def __repr__(self) -> str:
+        return f"Recorder({self.profile!r}, {self.section!r}, {self.notebook!r})"
+
+    def __call__(self, key: str, value: Any, unit: str, how: str, **kw) -> dict:
+        if "target" not in kw and "met" not in kw:
+            text, met = assess(self.profile, self.section, key, value)
+            if text is not None:
+                kw.update(target=text, met=met)
+        entry = record(self.profile, self.section, key, value, unit, how=how, notebook=self.notebook, **kw)
+        if entry.get("target") is not None:
+            self.assessed[key] = (entry["target"], entry.get("met"))
+        return entry
+
+    def verdict(self) -> str:
+        """One line: which of this section's recorded targets were met, missed, or not assessed."""
+        met = [k for k, (_, m) in self.assessed.items() if m is True]
+        missed = [k for k, (_, m) in self.assessed.items() if m is False]
+        skipped = [k for k, (_, m) in self.assessed.items() if m is None]
+        parts = []
+        if missed:
+            parts.append(f"targets NOT met: {', '.join(missed)}")
+        if met:
+            parts.append(f"met: {', '.join(met)}")
+        if skipped:
+            parts.append(f"not assessed in the {self.profile} profile: {', '.join(skipped)}")
+        return f"{self.section}: " + ("; ".join(parts) if parts else "no targets recorded")

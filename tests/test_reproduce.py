@@ -165,3 +165,68 @@ def test_only_the_runners_cpu_profile_writes_figures(fake_root, tmp_path, monkey
     assert (fake_root / "figures/figure.txt").read_text() == "cpu"
     assert (fake_root / "figures/metrics.json").exists(), "the runner's report goes with the figures"
     assert paths.PUBLISH_ENV not in os.environ, "the runner restores the environment"
+
+
+# ---------------------------------------------------------------- interactive profiles, measured run times
+
+def _class_yaml(root):
+    (root / "params" / "class.yaml").write_text(
+        "common:\n  profile: class\n01_four_well:\n  value: 7\n  n_steps: 99\n  lr: 0.5\n")
+
+
+def test_apply_profile_gives_an_interactive_run_the_profiles_parameters(fake_root, monkeypatch):
+    monkeypatch.delenv(reproduce.RUNNER_ENV, raising=False)
+    _class_yaml(fake_root)
+    assert reproduce.notebook_defaults("01_four_well")["n_steps"] == 10
+    # a reader edited profile = "class" and lr = 0.02 by hand: the profile's values arrive, the hand-set lr stays
+    ns = {"profile": "class", "device": "cpu", "seed": 0, "value": 1, "n_steps": 10, "lr": 0.02, "flag": True}
+    lines = []
+    changed = reproduce.apply_profile(ns, "01_four_well", log=lines.append)
+    assert changed == {"value": (1, 7), "n_steps": (10, 99)}
+    assert ns["value"] == 7 and ns["n_steps"] == 99 and ns["lr"] == 0.02
+    assert "value = 7" in lines[0] and "kept as set here: lr = 0.02 (profile: 0.5)" in lines[0]
+    # smoke is the notebook's own defaults; the runner has injected everything already
+    ns = {"profile": "smoke", "value": 1, "n_steps": 10}
+    assert reproduce.apply_profile(ns, "01_four_well", log=lines.append) == {} and ns["value"] == 1
+    monkeypatch.setenv(reproduce.RUNNER_ENV, "1")
+    ns = {"profile": "class", "value": 1, "n_steps": 10, "lr": 0.01}
+    assert reproduce.apply_profile(ns, "01_four_well", log=lines.append) == {} and ns["value"] == 1
+    monkeypatch.delenv(reproduce.RUNNER_ENV)
+    # a profile name of one's own, without a file: said so, nothing changed
+    lines.clear()
+    assert reproduce.apply_profile({"profile": "mine", "value": 1}, "01_four_well", log=lines.append) == {}
+    assert "no params/mine.yaml" in lines[0]
+
+
+def test_apply_profile_in_a_kernel_papermill_values_win_and_the_runner_is_untouched(fake_root, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.delenv(reproduce.RUNNER_ENV, raising=False)
+    _class_yaml(fake_root)
+    body = ("from lss import paths, reproduce\n"
+            "reproduce.apply_profile(globals(), '01_four_well')\n"
+            "(paths.run_dir(profile, '01_four_well') / 'out.txt').write_text(f'{value} {n_steps} {lr}')\n")
+    nbformat.write(_notebook(body), fake_root / "notebooks" / "01_four_well.ipynb")
+    out = fake_root / "executed.ipynb"
+    # papermill by hand: -p profile class -p n_steps 5 -> the profile's value and lr, the injected n_steps
+    pm.execute_notebook(str(fake_root / "notebooks/01_four_well.ipynb"), str(out), kernel_name="python3",
+                        parameters={"profile": "class", "n_steps": 5}, progress_bar=False,
+                        cwd=str(fake_root / "notebooks"))
+    assert (fake_root / "runs/class/01_four_well/out.txt").read_text() == "7 5 0.5"
+    # the runner injects the profile itself (a changed class.yaml is what runs) and apply_profile stays out
+    (fake_root / "params/class.yaml").write_text("common:\n  profile: class\n01_four_well:\n  value: 8\n")
+    reproduce.run("class", log=lambda s: None, force=True)
+    assert (fake_root / "runs/class/01_four_well/out.txt").read_text() == "8 10 0.01"
+    assert reproduce.RUNNER_ENV not in os.environ
+
+
+def test_the_runner_writes_measured_run_times_for_the_course_profiles_only(fake_root):
+    _class_yaml(fake_root)
+    reproduce.run("smoke", log=lambda s: None)
+    assert not reproduce.runtimes_file().exists(), "smoke (and test) runs leave notebooks/runtimes.json alone"
+    reproduce.run("class", log=lambda s: None)
+    t = reproduce.load_runtimes()["01_four_well"]["class"]
+    assert 0 < t["seconds"] < 120 and t["cpu_count"] == os.cpu_count()
+    note = reproduce.runtime_note("01_four_well")
+    assert "**class**" in note.data and "by the runner" in note.data
+    assert "No measured run time" in reproduce.runtime_note("02_trpcage_data").data

@@ -19,3 +19,37 @@ def test_record_merges_and_report_renders(tmp_path, monkeypatch):
     report = results.write_report("smoke").read_text()
     assert "| tv_lss |  | 0.0125 |  | 1 | <= 0.02 | yes |" in report
     assert "**NO**" in report and "## trpcage" in report
+
+
+def test_targets_are_assessed_per_profile_and_smoke_is_not_held_to_them():
+    t = results.Target("max", 0.10, per_profile={"class": 0.15}, text="each within {} of exact")
+    assert t.assess([0.02, 0.12], "cpu") == ("each within 0.1 of exact", False)
+    assert t.assess([0.02, 0.12], "class") == ("each within 0.15 of exact (class profile)", True)
+    text, met = t.assess([0.5], "smoke")
+    assert met is None and "not assessed" in text
+    assert results.Target("range", (0.3, 0.7)).assess(0.46, "paper") == ("0.3-0.7", True)
+    assert results.Target("min", 30, per_profile={"smoke": 3}).assess(4, "smoke")[1] is True
+    assert results.Target("max", 1.0).assess(float("nan"), "cpu")[1] is False   # a NaN never meets a target
+
+
+def test_recorder_fills_declared_targets_and_explicit_ones_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("LSS_ROOT", str(tmp_path))
+    rec = results.Recorder("class", "four_well", "01_four_well")
+    rec("tv_lss", 0.03, "1", "histogram TV")                                  # declared: class bound 0.04
+    rec("timescales_lss_rel_error", np.array([0.01, 0.2, 0.05]), "1", "per timescale")
+    rec("custom", 5.0, "s", "a run-dependent target", target="<= 10 s", met=True)
+    rec("untargeted", 1.0, "1", "no target")
+    m = json.loads((tmp_path / "runs/class/figures/metrics.json").read_text())["four_well"]
+    assert m["tv_lss"]["met"] is True and m["tv_lss"]["target"] == "<= 0.04 (class profile)"
+    assert m["tv_lss"]["notebook"] == "01_four_well"
+    assert m["timescales_lss_rel_error"]["met"] is False            # 0.2 > 0.15
+    assert m["custom"]["target"] == "<= 10 s" and "target" not in m["untargeted"]
+    v = rec.verdict()
+    assert v.startswith("four_well: targets NOT met: timescales_lss_rel_error") and "met: tv_lss, custom" in v
+
+
+def test_every_declared_target_is_well_formed():
+    for (section, key), t in results.TARGETS.items():
+        for profile in ("smoke", "class", "cpu", "paper"):
+            text, _ = t.assess(t.bound if t.kind != "range" else t.bound[0], profile)
+            assert text and "{}" not in text, (section, key, profile)
