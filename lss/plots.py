@@ -423,3 +423,86 @@ def decoded_examples(bench, decoder, q_fn, quantiles=(0.05, 0.5, 0.95), random_s
     dec = np.concatenate([superpose(dec[k:k + 1], bench.xyz[i]) for k, i in enumerate(picks)])
     labels = [f"held-out MD, Q = {q[i]:.2f}" for i in picks] + [f"decoded, Q = {x:.2f}" for x in q_fn(dec)]
     return np.concatenate([bench.xyz[picks], dec]), labels
+
+
+# ------------------------------------------------------------------------------------------ four-well (01)
+
+def fig2_four_well(ref, x_bd, x_lss, h_bd, h_lss, tv_bd, tv_lss, P_exact, P_mdn, yy, *, lag: int, n_kernels: int,
+                   dens_err: float, potential, n_show: int = 500):
+    """Paper Fig. 2: (a) stationary densities, (b) BD and LSS trajectories, (c, d) exact and learned p_tau(y|x).
+
+    Parameters
+    ----------
+    ref : lss.fourwell.ExactReference
+        The exact operator (``x``, ``density``, ``edges``, ``centers``).
+    x_bd : np.ndarray, shape (n_steps,)
+        The BD trajectory (every integration step).
+    x_lss : np.ndarray, shape (n_traj, n_lss_steps + 1)
+        LSS trajectories (one point per lag); trajectory 0 is drawn in (b).
+    h_bd, h_lss : np.ndarray, shape (n_bins,)
+        Histograms (probabilities per bin) of BD and of the LSS ensemble.
+    P_exact, P_mdn : np.ndarray, shape (len(yy), len(yy))
+        Transition densities on the grid ``yy`` (rows: start x_t).
+    lag : int
+        Lag tau in BD steps; ``dens_err`` the mean TV between learned and exact transition densities.
+    potential : callable
+        V(x) in kT, drawn in grey in (a).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(2, 2, figsize=(10, 7.5))
+    w = np.diff(ref.edges)
+    ax = axs[0, 0]
+    ax.plot(ref.x, ref.density, "k-", lw=2, label="exact")
+    ax.step(ref.centers, h_bd / w, where="mid", color="C0", label=f"BD (TV {tv_bd:.3f})")
+    ax.step(ref.centers, h_lss / w, where="mid", color="C3", label=f"LSS (TV {tv_lss:.3f})")
+    ax2 = ax.twinx()
+    ax2.plot(ref.x, potential(ref.x), color="0.7", lw=1)
+    ax2.set_ylim(0, 6)
+    ax2.set_ylabel("V(x) [kT]", color="0.5")
+    ax.set(xlabel="x", ylabel="stationary density", title="(a) stationary density", xlim=(-1.3, 1.3))
+    ax.legend(loc="upper center", fontsize=8)
+    ax = axs[0, 1]
+    n_show = min(n_show, x_lss.shape[1] - 1)
+    t_show = np.arange(n_show + 1) * lag / 1000
+    ax.plot(t_show, x_bd[: (n_show + 1) * lag: lag], lw=0.7, color="C0", label="BD (every lag)")
+    ax.plot(t_show, x_lss[0, : n_show + 1] - 3.0, lw=0.7, color="C3", label="LSS (shifted by -3)")
+    ax.set(xlabel=r"time [$10^3$ steps]", ylabel="x", title="(b) kinetics: BD and LSS", ylim=(-4.6, 1.9))
+    ax.legend(fontsize=8, loc="upper right", ncol=2)
+    for ax, P, name in ((axs[1, 0], P_exact, "(c) exact"), (axs[1, 1], P_mdn, "(d) learned (MDN)")):
+        im = ax.imshow(P.T, origin="lower", extent=(yy[0], yy[-1], yy[0], yy[-1]), aspect="auto", cmap="viridis",
+                       vmin=0, vmax=P_exact.max())
+        ax.set(xlabel=r"$x_t$", ylabel=r"$x_{t+\tau}$", title=f"{name} $p_\\tau(x_{{t+\\tau}}|x_t)$")
+        fig.colorbar(im, ax=ax, label="density")
+    fig.suptitle(f"Four-well LSS (lag {lag} steps, C = {n_kernels}); mean TV of learned vs exact "
+                 f"transition density {dens_err:.3f}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def implied_timescales_bars(series: dict, lag: int, title: str | None = None):
+    """Implied timescales t1, t2, ... side by side, log scale.
+
+    Parameters
+    ----------
+    series : dict label -> np.ndarray, shape (k,)
+        Timescales in BD steps (or any one unit), e.g. exact, BD, LSS; drawn in order, colours by label
+        ("exact ..." black and grey, then C0, C3, ...).
+    lag : int
+        Lag of the MSMs, for the title.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    k = np.arange(1, len(next(iter(series.values()))) + 1)
+    wdt = 0.8 / len(series)
+    palette = iter(["k", "0.5", "C0", "C3", "C2", "C1"])
+    for n, (label, ts) in enumerate(series.items()):
+        ax.bar(k + (n - (len(series) - 1) / 2) * wdt, ts, wdt, color=next(palette), label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(k, [f"$t_{i}$" for i in k])
+    ax.set_ylabel("implied timescale [steps]")
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"Four-well implied timescales at lag {lag} steps")
+    fig.tight_layout()
+    return fig
