@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class MSMBaseline(Estimator):
         self.stride = stride
         self.random_state = random_state
 
-    def fit(self, latent_trajs) -> "MSMBaseline":
+    def fit(self, latent_trajs) -> MSMBaseline:
         """Cluster the latent trajectories and estimate the MSM.
 
         Parameters
@@ -276,7 +277,7 @@ class MSMBaseline(Estimator):
                 "labels": self._labels, "lengths": np.array([len(d) for d in self.dtrajs_])}
 
     @classmethod
-    def from_state(cls, state: dict) -> "MSMBaseline":
+    def from_state(cls, state: dict) -> MSMBaseline:
         est = cls._from_params(state["params"])
         est.cluster_centers_ = np.asarray(state["cluster_centers"])
         est.n_components_ = int(est.cluster_centers_.shape[1])
@@ -306,7 +307,8 @@ def _set_transition_probabilities(dtrajs, lag: int, set_of_label: np.ndarray, n_
 
 
 def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int = 5,
-                       other_lag: int | None = None, sets=None, reversible: bool = True) -> dict:
+                       other_lag: int | None = None, sets=None, reversible: bool = True,
+                       n_blocks: int | None = None) -> dict:
     """Chapman-Kolmogorov test: an MSM of the reference against empirical ``k lag`` transitions.
 
     An MSM ``T`` is estimated from the reference discrete trajectories at ``lag`` (deeptime, largest
@@ -333,6 +335,9 @@ def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int
         Sets of labels to lump, e.g. :meth:`MSMBaseline.metastable_sets`; default every active
         state on its own. Labels outside the MSM's active set are ignored.
     reversible : bool
+    n_blocks : int, optional
+        Contiguous blocks of the reference (:func:`lss.stats.split_blocks`) for the standard error of
+        its empirical probabilities: ``reference_err``, ``std(block estimates) / sqrt(n_blocks)``.
 
     Returns
     -------
@@ -341,7 +346,9 @@ def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int
         ``predicted``, ``reference``, ``other`` : np.ndarray (n_steps, n_sets, n_sets)
         (``other`` is None without ``dtrajs_other``; NaN rows where a set was never left from);
         ``rmse_reference``, ``rmse_other`` : (n_steps,) RMS difference from ``predicted`` over all
-        finite entries; ``sets`` the sets used.
+        finite entries; ``sets`` the sets used; ``populations`` (n_sets,) the fraction of the
+        reference's frames in each set; ``reference_err`` (n_steps, n_sets, n_sets) with
+        ``n_blocks`` (else None).
     """
     ref = [np.asarray(d, dtype=int) for d in dtrajs_ref]
     if not ref:
@@ -388,6 +395,19 @@ def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int
             emp_other.append(_set_transition_probabilities(dtrajs_other, k * other_lag, set_of_label, n_sets)[0])
     pred, emp_ref = np.array(pred), np.array(emp_ref)
     emp_other = np.array(emp_other) if dtrajs_other is not None else None
+    ref_err = None
+    if n_blocks is not None:
+        from .stats import split_blocks
+
+        per_block = np.array([[_set_transition_probabilities(b, k * int(lag), set_of_label, n_sets)[0]
+                               for k in range(1, int(n_steps) + 1)] for b in split_blocks(ref, n_blocks)])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ref_err = np.nanstd(per_block, 0, ddof=1) / np.sqrt(len(per_block))
+    labels = np.concatenate(ref)
+    ok = (labels >= 0) & (labels < len(set_of_label))
+    in_set = set_of_label[np.clip(labels, 0, len(set_of_label) - 1)][ok]
+    populations = np.bincount(in_set[in_set >= 0], minlength=n_sets) / max(len(labels), 1)
 
     def rms(e):
         d = e - pred
@@ -396,4 +416,122 @@ def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int
     return {"k": np.arange(1, int(n_steps) + 1), "lag_frames": np.arange(1, int(n_steps) + 1) * int(lag),
             "predicted": pred, "reference": emp_ref, "other": emp_other,
             "rmse_reference": rms(emp_ref), "rmse_other": None if emp_other is None else rms(emp_other),
-            "sets": [np.asarray(s) for s in sets]}
+            "sets": [np.asarray(s) for s in sets], "populations": populations, "reference_err": ref_err}
+
+
+def ck_passes(ck: dict, which: str = "reference", n_se: float = 2.0, min_population: float = 0.02) -> bool:
+    """Whether an ensemble follows the MSM's Chapman-Kolmogorov prediction within the MD's block error.
+
+    Every transition probability out of a set holding at least ``min_population`` of the reference
+    frames must lie within ``n_se`` standard errors (``ck["reference_err"]``, from blocks of the
+    MD) of the prediction ``T^k``. With ``which="reference"`` this asks whether the MSM is a
+    Markovian model of the MD at all; with ``which="other"`` whether the LSS (or another ensemble)
+    is as close to it as the MD's own noise allows.
+
+    Parameters
+    ----------
+    ck : dict
+        From :func:`chapman_kolmogorov` with ``n_blocks``.
+    which : {"reference", "other"}
+    n_se, min_population : float
+
+    Returns
+    -------
+    bool
+    """
+    if ck.get("reference_err") is None:
+        raise ValueError("ck has no reference_err: call chapman_kolmogorov(..., n_blocks=5)")
+    emp = ck[which]
+    if emp is None:
+        raise ValueError(f"ck has no {which!r} ensemble")
+    rows = np.asarray(ck["populations"]) >= float(min_population)
+    d = np.abs(emp - ck["predicted"])[:, rows]
+    err = ck["reference_err"][:, rows]
+    ok = np.isfinite(d) & np.isfinite(err)
+    return bool(np.all(d[ok] <= n_se * err[ok]))
+
+
+def msm_timescales_vs_lag(dtrajs, lags, k: int = 3, n_blocks: int | None = 5) -> dict:
+    """Implied timescales of MSMs (deeptime, reversible MLE) of one discretisation at several lags.
+
+    Parameters
+    ----------
+    dtrajs : list of np.ndarray (n_frames_i,) int
+    lags : sequence of int, frames
+    k : int
+        Slowest timescales reported.
+    n_blocks : int or None
+        Contiguous blocks for the errors (one MSM per block).
+
+    Returns
+    -------
+    dict with ``lags`` (n_lags,), ``timescales``, ``timescales_spread`` and ``timescales_err``
+    (n_lags, k), frames (NaN where not estimable).
+    """
+    from .stats import split_blocks
+
+    dtrajs = [np.asarray(d) for d in dtrajs]
+    lags = [int(g) for g in lags]
+    ts = np.full((len(lags), k), np.nan)
+    spread = np.full((len(lags), k), np.nan)
+    blocks = split_blocks(dtrajs, n_blocks) if n_blocks is not None else []
+    for i, lag in enumerate(lags):
+        t = msm_timescales(dtrajs, lag, k)
+        ts[i, :len(t)] = t
+        per = []
+        for b in blocks:
+            b = [d for d in b if len(d) > lag]
+            try:
+                tb = msm_timescales(b, lag, k) if b else []
+            except (ValueError, RuntimeError):
+                tb = []
+            if len(tb) == k:
+                per.append(tb)
+        if len(per) >= 2:
+            spread[i] = np.std(per, 0, ddof=1)
+    return {"lags": np.asarray(lags), "timescales": ts, "timescales_spread": spread,
+            "timescales_err": spread / np.sqrt(max(2, len(blocks)))}
+
+
+def choose_ck_model(latent_trajs, lags, n_states: int = 50, n_sets: int = 2, n_steps: int = 5,
+                    n_blocks: int = 5, min_population: float = 0.02, random_state=None) -> tuple:
+    """The MSM of the Chapman-Kolmogorov test: the shortest lag at which MD passes its own test.
+
+    A CK test of the LSS is only informative against a model that the MD itself obeys. For each lag
+    in ``lags`` (ascending), an :class:`MSMBaseline` of ``n_states`` k-means states is fitted to the
+    MD latent trajectories, lumped into ``n_sets`` PCCA+ sets, and tested against the MD
+    (:func:`ck_passes`, MD's block error). The first lag that passes is chosen; if none does, the
+    one with the smallest worst-case deviation in units of the block error.
+
+    Parameters
+    ----------
+    latent_trajs : list of np.ndarray (n_frames_i, m)
+        MD in the latent space.
+    lags : sequence of int
+        Candidate MSM lags, frames (multiples of the propagator lag, so that the LSS can be tested).
+    n_states, n_sets, n_steps, n_blocks, min_population
+        See :class:`MSMBaseline`, :func:`chapman_kolmogorov`, :func:`ck_passes`.
+    random_state : int, optional
+
+    Returns
+    -------
+    (msm, sets, ck, tries) : the chosen MSMBaseline, its PCCA+ sets, its CK result on the MD, and a
+    list of dicts (``lag``, ``passes``, ``worst`` = max deviation / block error) for every lag tried.
+    """
+    tries, best = [], None
+    for lag in sorted(int(g) for g in lags):
+        msm = MSMBaseline(n_states=n_states, lag=lag, random_state=random_state).fit(latent_trajs)
+        sets = msm.metastable_sets(n_sets)
+        ck = chapman_kolmogorov(msm.dtrajs_, lag=lag, n_steps=n_steps, sets=sets, n_blocks=n_blocks)
+        rows = ck["populations"] >= min_population
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = (np.abs(ck["reference"] - ck["predicted"]) / ck["reference_err"])[:, rows]
+        worst = float(np.nanmax(z)) if np.isfinite(z).any() else float("inf")
+        passes = ck_passes(ck, "reference", min_population=min_population)
+        tries.append({"lag": lag, "passes": passes, "worst": worst})
+        if best is None or (passes and not best[4]) or (passes == best[4] and not passes and worst < best[5]):
+            best = (msm, sets, ck, lag, passes, worst)
+        if passes:
+            break
+    return best[0], best[1], best[2], tries
+

@@ -791,15 +791,22 @@ class SRV(Estimator):
 
 # ------------------------------------------------------------------------------- lag selection
 def implied_timescales_vs_lag(trajs, lags, n_timescales: int = 3, estimator: SRV | None = None,
-                              progress: bool = False, **params) -> dict:
-    """Implied timescales of the slowest SRV eigenfunctions as a function of the lag.
+                              progress: bool = False, n_blocks: int | None = 5, **params) -> dict:
+    """Implied timescales of the slowest SRV eigenfunctions as a function of the lag, with block errors.
 
     Two modes:
 
     - ``estimator=None``: train one SRV per lag with ``params`` (``lag`` is set per entry); the
-      honest test of lag convergence (the paper's choice of tau).
+      honest test of lag convergence (the paper's choice of tau), and the input of the lag rule
+      :func:`lss.kinetics.converged_lag`.
     - ``estimator=srv`` (fitted): keep its basis and re-solve the eigenproblem at each lag (fast;
       tests whether that basis's timescales have converged).
+
+    Errors: each lag's basis is kept and its eigenproblem re-solved on ``n_blocks`` contiguous blocks
+    of the data (:func:`lss.stats.split_blocks`); ``timescales_spread`` is the standard deviation
+    over the blocks, ``timescales_err`` the standard error ``spread / sqrt(n_blocks)``. The network
+    is not retrained per block, so this is the statistical error of the eigenproblem, not the
+    training noise (the restarts' spread measures that).
 
     Parameters
     ----------
@@ -808,20 +815,27 @@ def implied_timescales_vs_lag(trajs, lags, n_timescales: int = 3, estimator: SRV
         Lags in frames.
     n_timescales : int
         Number of slowest timescales reported.
+    n_blocks : int or None
+        Blocks for the errors; None skips them (NaN).
 
     Returns
     -------
     dict with ``lags`` (n_lags,), ``eigenvalues`` (n_lags, n_timescales), ``timescales``
-    (n_lags, n_timescales) in frames, ``val_scores`` (n_lags,) validation VAMP-2 (NaN with a
-    fixed basis) and ``seconds`` (n_lags,) wall time per lag.
+    (n_lags, n_timescales) in frames, ``timescales_spread`` and ``timescales_err`` (same shape, frames),
+    ``val_scores`` (n_lags,) held-out VAMP-2 (NaN with a fixed basis) and ``seconds`` (n_lags,) wall
+    time per lag.
     """
+    from tqdm.auto import tqdm
+
+    from .stats import split_blocks
+
     trajs = as_trajs(trajs, "trajs")
     lags = [check_lag(lag, trajs, "lags") for lag in lags]
     if not lags:
         raise ValueError("lags is empty")
-    from tqdm.auto import tqdm
-
+    blocks = split_blocks(trajs, n_blocks) if n_blocks is not None else []
     lam = np.full((len(lags), n_timescales), np.nan)
+    spread = np.full((len(lags), n_timescales), np.nan)
     scores, secs = np.full(len(lags), np.nan), np.zeros(len(lags))
     for i, lag in enumerate(tqdm(lags, desc="lags", disable=not progress)):
         t = time.perf_counter()
@@ -829,13 +843,23 @@ def implied_timescales_vs_lag(trajs, lags, n_timescales: int = 3, estimator: SRV
             srv = SRV(**{**params, "lag": lag}).fit(trajs)
             ev, scores[i] = srv.eigenvalues_, srv.restart_scores_[srv.best_restart_]
         else:
+            srv = estimator
             ev = estimator.eigenvalues_at(trajs, lag)
         k = min(n_timescales, len(ev))
         lam[i, :k] = ev[:k]
+        per_block = []
+        for b in blocks:
+            b = [p for p in b if len(p) > lag]
+            if b and sum(len(p) - lag for p in b) > 10 * len(ev):
+                per_block.append(timescales_from_eigenvalues(srv.eigenvalues_at(b, lag)[:k], lag))
+        if len(per_block) >= 2:
+            with np.errstate(invalid="ignore"):
+                spread[i, :k] = np.nanstd(np.array(per_block), 0, ddof=1)
         secs[i] = time.perf_counter() - t
     ts = np.stack([timescales_from_eigenvalues(lam[i], lag) for i, lag in enumerate(lags)])
-    return {"lags": np.asarray(lags), "eigenvalues": lam, "timescales": ts, "val_scores": scores,
-            "seconds": secs}
+    n_used = max(2, len(blocks))
+    return {"lags": np.asarray(lags), "eigenvalues": lam, "timescales": ts, "timescales_spread": spread,
+            "timescales_err": spread / np.sqrt(n_used), "val_scores": scores, "seconds": secs}
 
 
 # ------------------------------------------------------------------------------- latent files
