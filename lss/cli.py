@@ -5,6 +5,8 @@ Examples::
     lss generate runs/cpu/06_generate/lss_model.pt --n-traj 100 --n-steps 10440 --out synthetic/ --seed 1
     lss generate MODEL --n-traj 10 --n-steps 1000 --out DIR --start start.pdb --format xtc
     lss info MODEL
+    lss score --top md.pdb --reference md_0.xtc md_1.xtc --candidate LSS runs/cpu/06_generate \
+              --candidate other gen/*.dcd --dt other=60ps --native native.pdb --out score/
     python -m lss.cli generate ...        (the same, without the console script)
 """
 from __future__ import annotations
@@ -44,7 +46,95 @@ def _parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="describe a saved simulator (sizes, time step, versions, fingerprint)")
     i.add_argument("model")
+
+    s = sub.add_parser("score", help="score generated ensembles against MD (lss.score)",
+                       description="Score candidate ensembles against a reference MD ensemble: ensemble, structure "
+                                   "and kinetic metrics, each beside the MD-halves floor and an MSM baseline. "
+                                   "Writes score.json, score.md and score.png to OUT. Trajectories: DCD, XTC, "
+                                   "HDF5 (one trajectory per file) or a directory written by lss generate. DCD "
+                                   "files store no time step: give it with --dt.")
+    s.add_argument("--reference", nargs="+", required=True, metavar="FILE", help="MD trajectory files")
+    s.add_argument("--top", help="topology (PDB) of the trajectory files; C-alpha atoms are kept")
+    s.add_argument("--candidate", nargs="+", action="append", default=[], metavar=("NAME", "FILE"),
+                   help="a candidate: its name, then its files or generation directory (repeatable)")
+    s.add_argument("--dt", action="append", default=[], metavar="NAME=TIME",
+                   help="time between frames of an ensemble, e.g. MD=3ps, LSS=0.06ns (unit fs, ps, ns, us; "
+                        "default ps); needed for DCD files; MD names the reference")
+    s.add_argument("--latent", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="latent trajectories (n_traj, n_frames, m) of an ensemble, e.g. MD=md_latent.npy")
+    s.add_argument("--native", help="native structure (PDB): Q and RMSD to native are scored")
+    s.add_argument("--cores", metavar="COORD:LO:HI",
+                   help="cores of the first passages, e.g. q:0.45:0.85 (COORD latent, tic1 or q; default latent "
+                        "with the MD's 20th and 80th percentiles)")
+    s.add_argument("--n-states", type=int, default=100, help="k-means states of the MSMs (default 100)")
+    s.add_argument("--stride", type=int, default=1, help="keep every STRIDE-th frame of every ensemble")
+    s.add_argument("--seed", type=int, default=0, help="random seed (MSM baseline, bootstraps)")
+    s.add_argument("--no-msm", action="store_true", help="do not score the MSM baseline")
+    s.add_argument("--out", default="score", help="output directory (default score/)")
     return p
+
+
+def _time(text: str, what: str) -> tuple[float, str]:
+    """'3ps' -> (3.0, 'ps'); a bare number is in ps."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*([a-zµ]*)\s*", text)
+    if not m:
+        raise ValueError(f"{what}: {text!r} is not a time such as 3ps or 0.06ns")
+    return float(m.group(1)), m.group(2) or "ps"
+
+
+def _named(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"{what} must be NAME=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
+def _score(a) -> int:
+    from .score import Ensemble, score
+
+    dts = {k: _time(v, f"--dt {k}") for k, v in _named(a.dt, "--dt").items()}
+    latents = _named(a.latent, "--latent")
+    names = ["MD"] + [c[0] for c in a.candidate]
+    for c in a.candidate:
+        if len(c) < 2:
+            raise ValueError(f"--candidate {c[0]}: give the name, then at least one file or directory")
+    unknown = sorted((set(dts) | set(latents)) - set(names))
+    if unknown:
+        raise ValueError(f"--dt/--latent name(s) {unknown} are neither MD nor a --candidate name ({names[1:]})")
+    if not a.candidate:
+        raise ValueError("give at least one --candidate NAME FILE...")
+
+    def read(name, files):
+        ft, unit = dts.get(name, (None, "ps"))
+        return Ensemble.from_files(files, a.top, frame_time=ft, time_unit=unit, name=name,
+                                   latent=latents.get(name), stride=a.stride)
+
+    ref = read("MD", a.reference)
+    cands = {c[0]: read(c[0], c[1:]) for c in a.candidate}
+    native = None
+    if a.native:
+        import mdtraj as md
+
+        t = md.load(a.native)
+        ca = t.topology.select("name CA")
+        native = t.atom_slice(ca) if 0 < len(ca) < t.n_atoms else t
+    kw = {}
+    if a.cores:
+        coord, lo, hi = a.cores.split(":")
+        kw = {"core_coordinate": coord, "cores": (float(lo), float(hi))}
+    tic = time.perf_counter()
+    card = score(ref, cands, native=native, n_states=a.n_states, msm_baseline=not a.no_msm,
+                 random_state=a.seed, **kw)
+    paths = card.save(a.out)
+    print(card.markdown())
+    print(f"\nscored {', '.join(cands)} against {ref.n_frames:,} MD frames in {time.perf_counter() - tic:.1f} s; "
+          f"wrote {paths['json']}, {paths['markdown']}, {paths['figure']}")
+    return 0
 
 
 def _generate(a) -> int:
@@ -98,6 +188,8 @@ def main(argv=None) -> int:
     try:
         if a.command == "generate":
             return _generate(a)
+        if a.command == "score":
+            return _score(a)
         return _info(a)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         print(f"lss {a.command}: error: {e}", file=sys.stderr)

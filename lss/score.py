@@ -703,7 +703,7 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
     # MSM on the MD's latent space: states for every kinetic metric, and the baseline
     t1 = time.perf_counter()
     base = MSMBaseline(n_states=n_states, lag=s_md, random_state=random_state,
-                       stride=max(1, sum(map(len, md_lat)) // 100_000)).fit(md_lat)
+                       stride=max(1, sum(map(len, md_lat)) // 20_000)).fit(md_lat)  # k-means on <= ~20,000 frames
     sets = base.metastable_sets(n_sets)
     sizes = [(len(e.xyz), max(len(x) for x in e.xyz) // stride[n]) for n, e in candidates.items()]
     n_traj_msm, n_frames_msm = msm_size if msm_size is not None else max(sizes, key=lambda s: s[0] * s[1])

@@ -124,3 +124,50 @@ def test_card_outputs(card, tmp_path):
     assert set(doc["rows"]) == {"MD halves", "MSM baseline", "independent", "shuffled", "shifted"}
     assert "| metric |" in paths["markdown"].read_text()
     assert paths["figure"].stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The toy MD as two DCD files, a candidate as two XTC files (times stored), and their PDB."""
+    import mdtraj as md
+
+    d = tmp_path_factory.mktemp("score_cli")
+    top = structure._ca_topology(N_ATOMS)
+    md.Trajectory(toy_md(1, 1, seed=9)[0], top).save_pdb(str(d / "top.pdb"))
+    out = {"pdb": d / "top.pdb", "dcd": [], "xtc": []}
+    for kind, seed in (("dcd", 0), ("xtc", 1)):
+        for i, x in enumerate(toy_md(2, 6000, seed=seed)):
+            p = d / f"{kind}_{i}.{kind}"
+            md.Trajectory(x, top, time=np.arange(len(x)) * 2.0).save(str(p))
+            out[kind].append(p)
+    return out
+
+
+def test_cli_reads_dcd_and_xtc_with_a_pdb(files, tmp_path):
+    import json
+
+    from lss.cli import main
+
+    rc = main(["score", "--top", str(files["pdb"]), "--reference", *map(str, files["dcd"]), "--dt", "MD=2ps",
+               "--candidate", "gen", *map(str, files["xtc"]), "--n-states", "10", "--out", str(tmp_path)])
+    assert rc == 0
+    doc = json.loads((tmp_path / "score.json").read_text())
+    assert doc["meta"]["dt"] == pytest.approx(2.0) and doc["meta"]["time_unit"] == "ps"
+    assert doc["meta"]["n_frames"]["gen"] == 12_000
+    assert doc["rows"]["gen"]["js_torsions"]["ratio_to_floor"] < 4     # the same process
+    assert (tmp_path / "score.png").exists() and (tmp_path / "score.md").exists()
+
+
+def test_cli_refuses_a_file_without_time_step_unless_given(files, tmp_path, capsys):
+    from lss.cli import main
+
+    args = ["score", "--top", str(files["pdb"]), "--reference", *map(str, files["xtc"]),
+            "--candidate", "gen", *map(str, files["dcd"]), "--out", str(tmp_path)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "DCD file, which stores no time step" in err and "--dt gen=" in err
+    with pytest.raises(ValueError, match="stores no time step"):
+        Ensemble.from_files(files["dcd"], files["pdb"], name="gen")
+    ens = Ensemble.from_files(files["dcd"], files["pdb"], frame_time=2.0, name="gen")
+    assert ens.frame_time_ps == 2.0 and ens.n_frames == 12_000
+    assert Ensemble.from_files(files["xtc"], files["pdb"]).frame_time_ps == pytest.approx(2.0)
