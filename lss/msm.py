@@ -347,8 +347,8 @@ def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int
         (``other`` is None without ``dtrajs_other``; NaN rows where a set was never left from);
         ``rmse_reference``, ``rmse_other`` : (n_steps,) RMS difference from ``predicted`` over all
         finite entries; ``sets`` the sets used; ``populations`` (n_sets,) the fraction of the
-        reference's frames in each set; ``reference_err`` (n_steps, n_sets, n_sets) with
-        ``n_blocks`` (else None).
+        reference's frames in each set; ``reference_err`` and ``other_err`` (n_steps, n_sets,
+        n_sets), block standard errors with ``n_blocks`` (else None).
     """
     ref = [np.asarray(d, dtype=int) for d in dtrajs_ref]
     if not ref:
@@ -395,7 +395,7 @@ def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int
             emp_other.append(_set_transition_probabilities(dtrajs_other, k * other_lag, set_of_label, n_sets)[0])
     pred, emp_ref = np.array(pred), np.array(emp_ref)
     emp_other = np.array(emp_other) if dtrajs_other is not None else None
-    ref_err = None
+    ref_err = other_err = None
     if n_blocks is not None:
         from .stats import split_blocks
 
@@ -404,6 +404,11 @@ def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             ref_err = np.nanstd(per_block, 0, ddof=1) / np.sqrt(len(per_block))
+            if dtrajs_other is not None:
+                per_block = np.array([[_set_transition_probabilities(b, k * other_lag, set_of_label, n_sets)[0]
+                                       for k in range(1, int(n_steps) + 1)]
+                                      for b in split_blocks([np.asarray(d) for d in dtrajs_other], n_blocks)])
+                other_err = np.nanstd(per_block, 0, ddof=1) / np.sqrt(len(per_block))
     labels = np.concatenate(ref)
     ok = (labels >= 0) & (labels < len(set_of_label))
     in_set = set_of_label[np.clip(labels, 0, len(set_of_label) - 1)][ok]
@@ -416,17 +421,21 @@ def chapman_kolmogorov(dtrajs_ref, dtrajs_other=None, lag: int = 1, n_steps: int
     return {"k": np.arange(1, int(n_steps) + 1), "lag_frames": np.arange(1, int(n_steps) + 1) * int(lag),
             "predicted": pred, "reference": emp_ref, "other": emp_other,
             "rmse_reference": rms(emp_ref), "rmse_other": None if emp_other is None else rms(emp_other),
-            "sets": [np.asarray(s) for s in sets], "populations": populations, "reference_err": ref_err}
+            "sets": [np.asarray(s) for s in sets], "populations": populations, "reference_err": ref_err,
+            "other_err": other_err}
 
 
-def ck_passes(ck: dict, which: str = "reference", n_se: float = 2.0, min_population: float = 0.02) -> bool:
+def ck_passes(ck: dict, which: str = "reference", n_se: float = 3.0, min_population: float = 0.02) -> bool:
     """Whether an ensemble follows the MSM's Chapman-Kolmogorov prediction within the MD's block error.
 
     Every transition probability out of a set holding at least ``min_population`` of the reference
-    frames must lie within ``n_se`` standard errors (``ck["reference_err"]``, from blocks of the
-    MD) of the prediction ``T^k``. With ``which="reference"`` this asks whether the MSM is a
+    frames must lie within ``n_se`` standard errors of the prediction ``T^k``. The error is the MD's
+    (``ck["reference_err"]``, from blocks of the MD), which is also the error of the prediction
+    estimated from it; for ``which="other"`` the other ensemble's own block error is added in
+    quadrature (``ck["other_err"]``). With ``which="reference"`` this asks whether the MSM is a
     Markovian model of the MD at all; with ``which="other"`` whether the LSS (or another ensemble)
-    is as close to it as the MD's own noise allows.
+    is as close to it as the statistics allow. ``n_se = 3``: with tens of probabilities tested at
+    once, a 2-sigma band would fail an exact model most of the time.
 
     Parameters
     ----------
@@ -446,7 +455,10 @@ def ck_passes(ck: dict, which: str = "reference", n_se: float = 2.0, min_populat
         raise ValueError(f"ck has no {which!r} ensemble")
     rows = np.asarray(ck["populations"]) >= float(min_population)
     d = np.abs(emp - ck["predicted"])[:, rows]
-    err = ck["reference_err"][:, rows]
+    err2 = ck["reference_err"] ** 2
+    if which == "other" and ck.get("other_err") is not None:
+        err2 = err2 + ck["other_err"] ** 2
+    err = np.sqrt(err2)[:, rows]
     ok = np.isfinite(d) & np.isfinite(err)
     return bool(np.all(d[ok] <= n_se * err[ok]))
 
