@@ -240,8 +240,9 @@ def folding_events(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED, min_dwell: i
     A passage runs from the last frame in the unfolded core (``Q < lo``) to the first frame in the
     folded core (``Q > hi``). It counts as an event when the chain was in the unfolded core state for
     at least ``min_dwell`` frames before leaving it and stays in the folded core state (dual cutoffs,
-    :func:`core_states`) for at least ``min_dwell`` frames after arriving: a decoded frame that
-    flickers above ``hi`` for a frame or two and falls back is not a folding event.
+    :func:`core_states`) for at least ``min_dwell`` frames after arriving, with a mean Q over the first
+    ``min_dwell`` of them above the barrier (``Q_BARRIER``): a decoded frame that flickers above ``hi``
+    for a frame or two and falls back, or back onto the barrier, is not a folding event.
 
     Parameters
     ----------
@@ -271,7 +272,8 @@ def folding_events(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED, min_dwell: i
             unfolded_since = int(unf[-1]) + 1 if unf.size else 0
             leave = np.flatnonzero(s[t:] != 1)
             dwell = int(leave[0]) if leave.size else len(qi) - t
-            if start - unfolded_since + 1 >= min_dwell and dwell >= min_dwell:
+            settled = qi[t:t + min_dwell].mean() >= Q_BARRIER      # the chain stays folded, not on the barrier
+            if start - unfolded_since + 1 >= min_dwell and dwell >= min_dwell and settled:
                 rows.append((i, start, int(t), dwell))
     return np.array(rows, dtype=int).reshape(-1, 4)
 
