@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                         "default ps); needed for DCD files; MD names the reference")
     s.add_argument("--latent", action="append", default=[], metavar="NAME=FILE.npy",
                    help="latent trajectories (n_traj, n_frames, m) of an ensemble, e.g. MD=md_latent.npy")
+    s.add_argument("--skip", action="append", default=[], metavar="NAME=FRAMES",
+                   help="frames dropped at the start of every trajectory of an ensemble, e.g. LSS=50")
     s.add_argument("--native", help="native structure (PDB): Q and RMSD to native are scored")
     s.add_argument("--cores", metavar="COORD:LO:HI",
                    help="cores of the first passages, e.g. q:0.45:0.85 (COORD latent, tic1 or q; default latent "
@@ -99,20 +101,21 @@ def _score(a) -> int:
 
     dts = {k: _time(v, f"--dt {k}") for k, v in _named(a.dt, "--dt").items()}
     latents = _named(a.latent, "--latent")
+    skips = {k: int(v) for k, v in _named(a.skip, "--skip").items()}
     names = ["MD"] + [c[0] for c in a.candidate]
     for c in a.candidate:
         if len(c) < 2:
             raise ValueError(f"--candidate {c[0]}: give the name, then at least one file or directory")
-    unknown = sorted((set(dts) | set(latents)) - set(names))
+    unknown = sorted((set(dts) | set(latents) | set(skips)) - set(names))
     if unknown:
-        raise ValueError(f"--dt/--latent name(s) {unknown} are neither MD nor a --candidate name ({names[1:]})")
+        raise ValueError(f"--dt/--latent/--skip name(s) {unknown} are neither MD nor a --candidate name ({names[1:]})")
     if not a.candidate:
         raise ValueError("give at least one --candidate NAME FILE...")
 
     def read(name, files):
         ft, unit = dts.get(name, (None, "ps"))
         return Ensemble.from_files(files, a.top, frame_time=ft, time_unit=unit, name=name,
-                                   latent=latents.get(name), stride=a.stride)
+                                   latent=latents.get(name), stride=a.stride, skip=skips.get(name, 0))
 
     ref = read("MD", a.reference)
     cands = {c[0]: read(c[0], c[1:]) for c in a.candidate}

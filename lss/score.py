@@ -148,7 +148,7 @@ class Ensemble:
 
     @classmethod
     def from_files(cls, paths, topology=None, frame_time: float | None = None, time_unit: str = "ps",
-                   name: str = "ensemble", latent=None, stride: int = 1) -> Ensemble:
+                   name: str = "ensemble", latent=None, stride: int = 1, skip: int = 0) -> Ensemble:
         """Read trajectories (DCD, XTC, HDF5, or a directory written by ``lss generate``).
 
         Only C-alpha atoms are kept (atoms named CA, when the topology has others).
@@ -168,6 +168,9 @@ class Ensemble:
         latent : path to a ``.npy`` (n_traj, n_frames, m) or array, optional
         stride : int
             Keep every ``stride``-th frame (the frame time grows accordingly).
+        skip : int
+            Frames dropped at the start of every trajectory (e.g. the LSS's relaxation from its
+            start structures), before ``stride``.
 
         Raises
         ------
@@ -187,7 +190,7 @@ class Ensemble:
             ens = cls([t.xyz for t in gen], frame_time if frame_time is not None else gen.timestep,
                       time_unit if frame_time is not None else gen.time_unit,
                       latent=None if lat is None else [np.asarray(z) for z in lat], name=name)
-            return ens._strided(stride)
+            return ens._strided(stride, skip)
         if isinstance(topology, (str, Path)):
             topology = md.load_topology(str(topology))
         xyz, steps = [], []
@@ -215,15 +218,16 @@ class Ensemble:
         if isinstance(latent, (str, Path)):
             latent = read_npy(latent)
         lat = None if latent is None else [np.asarray(z) for z in latent]
-        return cls(xyz, frame_time, time_unit, latent=lat, name=name)._strided(stride)
+        return cls(xyz, frame_time, time_unit, latent=lat, name=name)._strided(stride, skip)
 
-    def _strided(self, stride: int) -> Ensemble:
-        if int(stride) != stride or stride < 1:
-            raise ValueError(f"stride must be a positive integer, got {stride!r}")
-        if stride == 1:
+    def _strided(self, stride: int, skip: int = 0) -> Ensemble:
+        if int(stride) != stride or stride < 1 or int(skip) != skip or skip < 0:
+            raise ValueError(f"stride must be a positive and skip a non-negative integer, got {stride!r}, {skip!r}")
+        if stride == 1 and skip == 0:
             return self
-        lat = None if self.latent is None else [z[::stride] for z in self.latent]
-        return Ensemble([x[::stride] for x in self.xyz], self.frame_time * stride, self.time_unit, lat, self.name)
+        cut = slice(int(skip), None, int(stride))
+        lat = None if self.latent is None else [z[cut] for z in self.latent]
+        return Ensemble([x[cut] for x in self.xyz], self.frame_time * stride, self.time_unit, lat, self.name)
 
 
 def _file_time_step(t, path: Path, ext: str, name: str) -> float:
@@ -344,7 +348,7 @@ def _families(md_xyz: list, n_bins: int, n_groups: int, chunk: int) -> dict:
     hi = {key: np.full_like(v, -np.inf) for key, v in lo.items()}
     for x in md_xyz:
         for a in range(0, len(x), chunk):
-            b = np.asarray(x[a:a + chunk], dtype=np.float32)
+            b = np.array(x[a:a + chunk], dtype=np.float32)  # a writable copy (mdtraj C code refuses memory maps)
             for key, v in (("distances", structure.ca_distances(b)), ("angles", structure.ca_angles(b)),
                            ("bonds", structure.bond_lengths(b).reshape(-1, 1))):
                 lo[key] = np.minimum(lo[key], v.min(0))
@@ -368,7 +372,7 @@ def _describe(xyz: list, fam_template: dict, tica, native, n_bins: int, chunk: i
     for i, x in enumerate(xyz):
         parts = {key: [] for key in series}
         for a in range(0, len(x), chunk):
-            b = np.asarray(x[a:a + chunk], dtype=np.float32)
+            b = np.array(x[a:a + chunk], dtype=np.float32)  # a writable copy (mdtraj C code refuses memory maps)
             g = None if groups is None else groups[i][a:a + len(b)]
             w = None if msm_weights is None else msm_weights[offset + a:offset + a + len(b)]
             d = structure.ca_distances(b)
@@ -382,10 +386,13 @@ def _describe(xyz: list, fam_template: dict, tica, native, n_bins: int, chunk: i
                 if wfams is not None:
                     wfams[key].add(v, None, np.repeat(w, b.shape[1] - 1) if key == "bonds" else w)
             parts["tic"].append(np.asarray(tica.transform(d.astype(np.float64)), dtype=np.float32))
-            parts["rg"].append(structure.radius_of_gyration(b).astype(np.float32))
+            # Rg with equal masses (= mdtraj.compute_rg(masses=None), 5x cheaper here)
+            c = b - b.mean(1, keepdims=True)
+            parts["rg"].append(np.sqrt(np.einsum("nij,nij->n", c, c) / b.shape[1]).astype(np.float32))
             if native is not None:
                 parts["q"].append(structure.fraction_native_contacts(b, native))
-                parts["rmsd"].append(structure.rmsd_to(b, native).astype(np.float32))
+                # optimal superposition by mdtraj's QCP (the Kabsch RMSD without building the rotated frames)
+                parts["rmsd"].append(structure.rmsd_to_reference(b, native).astype(np.float32))
         for key in series:
             series[key].append(np.concatenate(parts[key]))
         offset += len(x)
@@ -683,13 +690,17 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
             if e.latent is None:
                 e.latent = [np.asarray(encoder.transform(np.asarray(x)), dtype=np.float32) for x in e.xyz]
     latent_mode = "given" if all(e.latent is not None for e in ens.values()) else "tica"
+    if latent_mode == "tica" and any(e.latent is not None for e in ens.values()):
+        warnings.warn(f"{[n for n, e in ens.items() if e.latent is None]} have no latent trajectories and no "
+                      f"encoder was given: every ensemble is scored on TICA of the MD's C-alpha distances instead",
+                      RuntimeWarning, stacklevel=2)
 
     # TICA of the MD's C-alpha distances
     md_xyz = reference.xyz
     lag_t = int(tica_lag) if tica_lag is not None else max(1, s_md)
     dists = [structure.ca_distances(x) for x in md_xyz]
-    # covariances from at most ~20,000 pairs: the components hardly change, the cost falls with the stride
-    tica = analysis.fit_tica(dists, lag=lag_t, dim=tica_dim, stride=max(1, lag_t // 5, reference.n_frames // 20_000))
+    # covariances from at most ~10,000 pairs: the components hardly change, the cost falls with the stride
+    tica = analysis.fit_tica(dists, lag=lag_t, dim=tica_dim, stride=max(1, lag_t // 5, reference.n_frames // 10_000))
     md_tic = [np.asarray(tica.transform(d.astype(np.float64)), dtype=np.float32) for d in dists]
     del dists
     timings["tica_s"] = time.perf_counter() - t0
