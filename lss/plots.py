@@ -511,3 +511,51 @@ def implied_timescales_bars(series: dict, lag: int, title: str | None = None):
     ax.set_title(title or f"Four-well implied timescales at lag {lag} steps")
     fig.tight_layout()
     return fig
+
+
+def trpcage_features(t, q, X, feature_names, unit: str = "", n_show: int = 4000, n_top: int = 8):
+    """A stretch of the scaled feature matrix under Q(t), and the features that follow Q most closely.
+
+    Parameters
+    ----------
+    t : np.ndarray, shape (n_frames,)
+        Time of the frames (any unit; the x axis).
+    q : np.ndarray, shape (n_frames,)
+        Q of the same frames.
+    X : np.ndarray, shape (n_frames, n_features)
+        Scaled features (mean 0, sd 1 over the training data).
+    feature_names : sequence of str
+    unit : str
+        Unit of ``t``, for the axis label.
+    n_show, n_top : int
+        Frames shown; features ranked by |correlation with Q| in the bar panel.
+
+    Returns
+    -------
+    fig, corr : matplotlib Figure, np.ndarray shape (n_features,)
+        The figure and each feature's Pearson correlation with Q (0 for a constant feature).
+    """
+    import matplotlib.pyplot as plt
+
+    n_show = min(len(X), n_show)
+    ok = X.std(0) > 0
+    corr = np.zeros(X.shape[1])
+    if q.std() > 0:
+        Xc, qc = X[:, ok] - X[:, ok].mean(0), q - q.mean()
+        corr[ok] = (Xc * qc[:, None]).sum(0) / np.sqrt((Xc ** 2).sum(0) * (qc ** 2).sum())
+    top = np.argsort(-np.abs(corr))[:n_top]
+    fig, axs = plt.subplots(2, 2, figsize=(12, 5.5), gridspec_kw={"height_ratios": [1, 3], "width_ratios": [3, 1]})
+    axs[0, 0].plot(t[:n_show], q[:n_show], lw=0.6)
+    axs[0, 0].set(ylabel="Q", xlim=(t[0], t[n_show - 1]), title=f"first {n_show} frames of trajectory 0")
+    im = axs[1, 0].imshow(X[:n_show].T, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3, interpolation="nearest",
+                          extent=(t[0], t[n_show - 1], X.shape[1] - 0.5, -0.5))
+    axs[1, 0].set(xlabel=f"time [{unit}]" if unit else "time", ylabel="feature index")
+    axs[0, 1].axis("off")
+    fig.colorbar(im, cax=axs[0, 1].inset_axes([0.05, 0.45, 0.9, 0.15]), orientation="horizontal",
+                 label="scaled feature value")
+    axs[1, 1].barh(range(len(top)), corr[top], color=["C3" if c < 0 else "C0" for c in corr[top]])
+    axs[1, 1].set_yticks(range(len(top)), [feature_names[k] for k in top], fontsize=7)
+    axs[1, 1].invert_yaxis()
+    axs[1, 1].set(xlabel="correlation with Q", xlim=(-1, 1))
+    fig.tight_layout()
+    return fig, corr
