@@ -684,14 +684,15 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
     if native is not None:
         native = structure._xyz(native, "native")[0]
 
-    # latent space
+    # latent space (the ensembles are not modified)
+    lat_of = {n: e.latent for n, e in ens.items()}
     if encoder is not None:
-        for e in ens.values():
+        for n, e in ens.items():
             if e.latent is None:
-                e.latent = [np.asarray(encoder.transform(np.asarray(x)), dtype=np.float32) for x in e.xyz]
-    latent_mode = "given" if all(e.latent is not None for e in ens.values()) else "tica"
-    if latent_mode == "tica" and any(e.latent is not None for e in ens.values()):
-        warnings.warn(f"{[n for n, e in ens.items() if e.latent is None]} have no latent trajectories and no "
+                lat_of[n] = [np.asarray(encoder.transform(np.asarray(x)), dtype=np.float32) for x in e.xyz]
+    latent_mode = "given" if all(v is not None for v in lat_of.values()) else "tica"
+    if latent_mode == "tica" and any(v is not None for v in lat_of.values()):
+        warnings.warn(f"{[n for n, v in lat_of.items() if v is None]} have no latent trajectories and no "
                       f"encoder was given: every ensemble is scored on TICA of the MD's C-alpha distances instead",
                       RuntimeWarning, stacklevel=2)
 
@@ -706,8 +707,7 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
     timings["tica_s"] = time.perf_counter() - t0
 
     def latent_of(n, tic):
-        e = ens[n]
-        return [np.asarray(z, dtype=np.float32) for z in e.latent] if latent_mode == "given" else tic
+        return [np.asarray(z, dtype=np.float32) for z in lat_of[n]] if latent_mode == "given" else tic
 
     md_lat = latent_of("MD", md_tic)
 

@@ -171,3 +171,27 @@ def test_cli_refuses_a_file_without_time_step_unless_given(files, tmp_path, caps
     ens = Ensemble.from_files(files["dcd"], files["pdb"], frame_time=2.0, name="gen")
     assert ens.frame_time_ps == 2.0 and ens.n_frames == 12_000
     assert Ensemble.from_files(files["xtc"], files["pdb"]).frame_time_ps == pytest.approx(2.0)
+    import mdtraj as md
+
+    h5 = tmp_path / "a.h5"
+    md.load(str(files["xtc"][0]), top=str(files["pdb"])).save_hdf5(str(h5))
+    assert Ensemble.from_files(h5).frame_time_ps == pytest.approx(2.0)     # HDF5 stores topology and times
+
+
+def test_encoder_gives_the_latent_space_and_candidates_stay_untouched():
+    """An encoder maps structures to latent points for ensembles without them; frame times on a common grid."""
+    md = toy_md(1, 4000, seed=0)
+
+    class FirstTorsions:   # a stand-in for lss.features.Encoder: latent = the two switching torsions
+        def transform(self, xyz):
+            return structure.ca_torsions(xyz)[:, 4:6]
+
+    cand = Ensemble(toy_md(1, 8000, seed=1)[:, ::2], 2.0, "ps", name="coarse")   # every 2nd frame: dt 2 ps
+    c = score(Ensemble(md, 1.0, "ps", name="MD"), {"coarse": cand}, encoder=FirstTorsions(), n_states=10,
+              n_boot=50, msm_baseline=False)
+    assert cand.latent is None
+    assert c.meta["latent_space"] == "the ensembles' own latent trajectories"
+    assert c.meta["dt"] == 2.0 and c.meta["strides"] == {"MD": 2, "coarse": 1}
+    assert list(c.rows) == ["MD halves", "coarse"]
+    with pytest.raises(ValueError, match="does not divide"):
+        score(Ensemble(md, 1.0, "ps"), {"x": Ensemble(md, 1.5, "ps")}, encoder=FirstTorsions())
