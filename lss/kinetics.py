@@ -528,7 +528,8 @@ def mean_first_passage_times(x, lo: float, hi: float, frame_time: float = 1.0, n
     -------
     dict with ``"lo_to_hi"`` and ``"hi_to_lo"`` (for Q: folding and unfolding), each a dict
     ``{"mean", "low", "high", "n"}``: mean time and interval bounds in the unit of ``frame_time``
-    (NaN without passages) and the number of complete passages.
+    (NaN without passages; the interval NaN with fewer than 3, where a bootstrap means nothing) and
+    the number of complete passages.
     """
     if not frame_time > 0:
         raise ValueError(f"frame_time must be positive, got {frame_time!r}")
@@ -555,7 +556,7 @@ def mean_first_passage_times(x, lo: float, hi: float, frame_time: float = 1.0, n
             boot = s[pick].sum(1) / c[pick].sum(1)
         boot = boot[np.isfinite(boot)]
         a = (1 - ci) / 2
-        low, high = (np.quantile(boot, [a, 1 - a]) if len(boot) else (np.nan, np.nan))
+        low, high = (np.quantile(boot, [a, 1 - a]) if len(boot) and n >= 3 else (np.nan, np.nan))
         out[key] = {"mean": float(arr[:, 0].mean() * frame_time), "low": float(low * frame_time),
                     "high": float(high * frame_time), "n": int(n)}
     return out
