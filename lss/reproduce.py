@@ -43,6 +43,7 @@ STEPS: dict[str, list[str]] = {
     "05_cwgan": ["02_trpcage_data", "03_srv"],
     "06_generate": ["02_trpcage_data", "03_srv", "04_mdn", "05_cwgan"],
     "07_analysis": ["02_trpcage_data", "03_srv", "04_mdn", "05_cwgan", "06_generate"],
+    "08_adaptive_sampling": ["02_trpcage_data", "03_srv"],
 }
 
 

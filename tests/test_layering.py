@@ -15,7 +15,7 @@ LAYERS = [
     # concepts
     {"fourwell", "gomodel", "features", "srv", "mdn", "decoder", "cwgan", "flow", "msm", "kinetics", "analysis"},
     # composed
-    {"data", "simulator", "decoding", "plots", "fixtures", "score"},
+    {"data", "simulator", "decoding", "plots", "fixtures", "score", "adaptive"},
     # outer
     {"reproduce", "cli", "site"},
 ]
