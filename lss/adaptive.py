@@ -618,8 +618,10 @@ def score_round(rnd: dict, edges, F_ref, region, t1_ref: float, acf_steps: int, 
 
     Returns
     -------
-    dict with ``rmse_md``, ``rmse_lss``, ``rmse_msm`` (kT), ``t1_lss`` and ``t1_err`` (relative), and
-    ``F_md``, ``F_lss``, ``F_msm`` (n_bins,).
+    dict with ``rmse_md``, ``rmse_lss``, ``rmse_msm`` (kT); ``t1_lss`` (relaxation time of the LSS's own
+    slowest coordinate) and ``t1_err`` (relative to ``t1_ref``); ``t1_lss_psi`` and ``t1_psi_err``, the
+    same for the yardstick values of the LSS points (a check: they agree when the LSS's slowest
+    coordinate is the folding coordinate); ``F_md``, ``F_lss``, ``F_msm`` (n_bins,).
     """
     F_md = free_energy_filled(rnd["md_psi"], edges)
     F_lss = free_energy_filled(rnd["lss_psi"], edges)
