@@ -356,20 +356,20 @@ def free_energy_filled(x, edges, weights=None) -> np.ndarray:
 
 
 def aligned_rmse_filled(F_ref, F, mask) -> float:
-    """RMSE (kT) of ``F`` against ``F_ref`` over ``mask`` after the best constant shift."""
-    d = np.asarray(F_ref)[mask] - np.asarray(F)[mask]
-    return float(np.sqrt(np.mean((d - d.mean()) ** 2)))
+    """RMSE (kT) of ``F`` against ``F_ref`` over ``mask`` after the best constant shift
+    (:func:`lss.analysis.aligned_rmse`; with :func:`free_energy_filled` no bin is NaN)."""
+    from .analysis import aligned_rmse
+
+    return float(aligned_rmse(F_ref, F, mask=np.asarray(mask, dtype=bool)))
 
 
 def acf_relaxation_time(trajs, max_steps: int, step: int = 1, dt: float = 1.0,
                         cutoff: float = math.exp(-2)) -> float:
-    """Relaxation time of a 1-D coordinate: fit ``exp(-t / t1)`` to its autocorrelation.
+    """Relaxation time of a 1-D coordinate: ``exp(-t / t1)`` fitted to its autocorrelation.
 
-    The autocorrelation (mean and variance over all frames, averaged over all time origins within
-    each trajectory) is taken at the lags ``0, step, 2 step, ... , max_steps * step`` frames; the fit
-    is least squares on ``C`` over the lags before ``C`` first drops below ``cutoff`` (at least two),
-    as notebook 07 fits Table 1, so that MD (``step`` = the propagator lag) and LSS (``step`` = 1,
-    frames one lag apart) are fitted on the same time grid.
+    :func:`lss.kinetics.relaxation_times` on the grid of lags ``0, step, ..., max_steps * step``
+    frames, as notebook 07 fits Table 1, so that MD (``step`` = the propagator lag) and LSS (``step``
+    = 1, frames one lag apart) are fitted on the same time grid.
 
     Parameters
     ----------
@@ -380,28 +380,21 @@ def acf_relaxation_time(trajs, max_steps: int, step: int = 1, dt: float = 1.0,
         Frames between grid points.
     dt : float
         Time of one grid step (ns, ...); the result is in this unit.
+    cutoff : float
+        The fit stops where the autocorrelation drops below it.
 
     Returns
     -------
     float
     """
-    from scipy.optimize import curve_fit
+    from .kinetics import relaxation_times
 
-    xs = [np.asarray(t, dtype=np.float64).ravel() for t in trajs]
-    mu = np.concatenate(xs).mean()
-    var = np.concatenate(xs).var()
-    c = np.zeros(int(max_steps) + 1)
-    for j in range(len(c)):
-        lag = j * int(step)
-        num = [((x[:len(x) - lag] - mu) * (x[lag:] - mu)).sum() for x in xs if len(x) > lag]
-        den = sum(len(x) - lag for x in xs if len(x) > lag)
-        c[j] = (sum(num) / den / var) if den else np.nan
-    c = c[np.isfinite(c)]
-    below = np.nonzero(c < cutoff)[0]
-    stop = max(int(below[0]), 2) if len(below) else len(c)
-    lags = np.arange(stop, dtype=np.float64)
-    p, _ = curve_fit(lambda s, t: np.exp(-s / t), lags, c[:stop], p0=(max(1.0, stop / 2),), bounds=([1e-6], [np.inf]))
-    return float(p[0] * dt)
+    xs = [np.asarray(t, dtype=np.float64).ravel()[:, None] for t in trajs]
+    longest = max(len(x) for x in xs)
+    max_lag = min(int(max_steps) * int(step), longest - 1)
+    step = min(int(step), max_lag)
+    t, _ = relaxation_times(xs, max_lag, frame_time=dt / step, n_blocks=None, lag_step=step, cutoff=cutoff)
+    return float(t[0])
 
 
 # ------------------------------------------------------------------------------------- the loop
