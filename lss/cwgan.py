@@ -20,9 +20,11 @@ reference structure, then standardised per coordinate (``scaling='standard'``; s
 
 Options beyond the paper: ``critic_separation`` lets the critic also see inter-atomic distances
 computed from the structure it judges (default: the C-alpha virtual bonds); ``fixed_bonds`` (default
-on) gives every generated chain MD's bond lengths (:func:`lss.structure.project_bonds_`); ``ema``
+on) gives every generated chain MD's bond lengths (:func:`lss.structure.project_bonds_`) and
+``fixed_angles`` (default on) MD's bond angles (:class:`lss.decoder.Decoder`); ``ema``
 keeps a moving average of the generator's weights (off). The defaults are the configuration that
-notebook 05's cpu profile trains; the paper profile sets ``critic_separation=0, fixed_bonds=False``.
+notebook 05's cpu profile trains; the paper profile sets ``critic_separation=0, fixed_bonds=False``
+(which also turns ``fixed_angles`` off).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .decoder import Decoder
+from .decoder import N_ANGLE_FRAMES, Decoder
 from .structure import as_coords_and_latent, choose_reference, rmsd_to, superpose  # noqa: F401 (public here too)
 from .utils import get_device, local_torch_seed, torch_generator
 
@@ -162,6 +164,11 @@ class CWGAN(Decoder):
         from a normal distribution with the training frames' mean and sd of that bond, and the atoms
         are moved as little as possible to match (:func:`lss.structure.project_bonds_`). Not in the
         paper; the Go model (and a real protein) holds these bonds stiff.
+    fixed_angles : bool
+        With ``fixed_bonds``, generated structures also get MD's distribution of each bond angle: the
+        generated angle mapped in order through the quantile map of the generator's own angles onto
+        MD's, the chain projected onto those angles and the bonds (:class:`lss.decoder.Decoder`). The
+        tables are recorded at every fit. Not in the paper.
     reference : {'first', 'native'}
         Structure the training frames are superposed on (its frame is the output frame):
         ``'first'`` the first frame of the first trajectory; ``'native'`` a native structure that must
@@ -189,6 +196,11 @@ class CWGAN(Decoder):
         Standardisation of the latent condition.
     bond_mean_, bond_sd_ : np.ndarray, shape (n_atoms - 1,), float64, nm
         Per-bond length statistics of the training frames (used by ``fixed_bonds``).
+    angle_quantiles_md_, angle_quantiles_decoded_ : np.ndarray, shape (n_atoms - 2, 101), rad, or None
+        Quantiles of each bond angle in the training frames and in the generator's own output
+        (``fixed_angles``; None for fewer than 3 atoms or a file that predates them).
+    angle_fallbacks_ : int
+        Frames generated with bonds only because their angle projection did not converge.
     n_atoms_ : int
     n_components_ : int
         Latent dimension ``m`` (the condition's width).
@@ -228,8 +240,8 @@ class CWGAN(Decoder):
                  gp_lambda: float = 10.0, optimizer: str = "adam", lr: float | None = None,
                  betas: tuple[float, float] = (0.5, 0.9), lr_schedule: str = "constant", batch_size: int = 256,
                  n_epochs: int = 50, ema: float = 0.0, scaling: str = "standard", critic_separation: int = 1,
-                 fixed_bonds: bool = True, reference: str = "first", device: str = "cpu",
-                 random_state: int | None = None, progress: bool = False):
+                 fixed_bonds: bool = True, fixed_angles: bool = True, reference: str = "first",
+                 device: str = "cpu", random_state: int | None = None, progress: bool = False):
         self.noise_dim = noise_dim
         self.hidden = tuple(hidden)
         self.n_critic = n_critic
@@ -244,6 +256,7 @@ class CWGAN(Decoder):
         self.scaling = scaling
         self.critic_separation = critic_separation
         self.fixed_bonds = fixed_bonds
+        self.fixed_angles = fixed_angles
         self.reference = reference
         self.device = device
         self.random_state = random_state
@@ -270,7 +283,7 @@ class CWGAN(Decoder):
 
     # --------------------------------------------------------------------------------------- fit
     def fit(self, coords, latent, reference: np.ndarray | None = None,
-            checkpoint: str | Path | None = None) -> "CWGAN":
+            checkpoint: str | Path | None = None) -> CWGAN:
         """Train the decoder on (structure, latent point) pairs.
 
         Parameters
@@ -304,6 +317,7 @@ class CWGAN(Decoder):
         ref, source = choose_reference(coords, reference, self.reference)
         rng = np.random.default_rng(self.random_state)
         seed_init, seed_loop = (int(s) for s in rng.integers(2**31, size=2))
+        seed_angles = int(rng.integers(2**31))
 
         # data: superpose, flatten, scale; standardise the condition
         xyz = np.concatenate([superpose(x, ref) for x in coords])
@@ -331,7 +345,7 @@ class CWGAN(Decoder):
             D.set_geometry(pairs, scale, center, dist.mean(0), np.maximum(dist.std(0), 1e-4))
             del dist
         D = D.to(dev)
-        del X, C, xyz
+        del X   # xyz and C stay for the angle tables (fixed_angles)
         # the generator that is kept (and saved) is an exponential moving average of the trained one
         # when ema > 0; it damps the oscillations of adversarial training
         G_keep = copy.deepcopy(G).requires_grad_(False) if self.ema > 0 else G
@@ -414,6 +428,8 @@ class CWGAN(Decoder):
         self.history_ = history
         self.critic_ = D
         self.generator_ = G_keep
+        sub = np.sort(np.random.default_rng(seed_angles).permutation(len(C))[:N_ANGLE_FRAMES])
+        self._fit_angle_map(C[sub], xyz, seed_angles)
         self.fit_time_s_ = time.perf_counter() - t0
         if checkpoint is not None:
             self.save(checkpoint)
@@ -468,7 +484,7 @@ class CWGAN(Decoder):
         wz, wc = w0[:d].contiguous(), w0[d:].contiguous()
         wts = [m.weight.t().contiguous() for m in lin]
         bs = [m.bias for m in lin]
-        as_t = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+        as_t = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)
         scale, center = as_t(self.x_scale_), as_t(self.x_center_)
         cm, cs = as_t(self.cond_mean_), as_t(self.cond_std_)
         g = torch_generator(random_state, dev)
@@ -495,7 +511,7 @@ class CWGAN(Decoder):
             if G.squash:
                 o.tanh_()
             o.mul_(scale).add_(center)
-            self._fix_bonds_(o, g)
+            self._fix_geometry_(o, g)
             if dev.type == "cpu":
                 flat[i:i + kk] = o.numpy()
             else:
@@ -524,7 +540,7 @@ class CWGAN(Decoder):
                 "critic": {k: v.detach().cpu() for k, v in self.critic_.state_dict().items()}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "CWGAN":
+    def from_state(cls, state: dict) -> CWGAN:
         self = cls._from_params(state["params"])
         n_atoms, m = int(state["n_atoms"]), int(state["n_components"])
         generator = _Generator(self.noise_dim, m, self.hidden, n_atoms * 3, squash=self.scaling == "minmax")

@@ -14,7 +14,11 @@ import time
 import numpy as np
 
 from . import analysis as A
-from .structure import bond_lengths
+from .score import js_distance
+from .structure import bond_lengths, ca_angles
+
+#: bins of the bond-angle histograms: 2 degrees on [0, 180] degrees (MD's per-angle sd is about 10)
+ANGLE_BINS = np.linspace(0.0, np.pi, 91)
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -75,6 +79,7 @@ class DecoderBench:
                   for b in (1, 2)}
         self.pair_bins = [np.linspace(self.d[:, k].min(), self.d[:, k].max(), 41) for k in range(self.d.shape[1])]
         self.bonds = bond_lengths(self.xyz)
+        self.angles = ca_angles(self.xyz) if self.xyz.shape[1] > 2 else None
         self.fid_idx = rng.choice(len(self.xyz), min(n_fidelity, len(self.xyz)), replace=False)
         self.n_per_point = n_per_point
         self._scale = self.train_latent.std(0)
@@ -108,6 +113,9 @@ class DecoderBench:
         -------
         dict: ``q_tv`` (Q histogram TV, 32 bins), ``tica_rmse_12`` / ``tica_rmse_13`` (kT),
         ``pair_tv_median``, ``pair_mae`` (nm), ``bond_mean_err`` / ``bond_sd`` / ``bond_sd_md`` (nm),
+        ``angle_sd`` / ``angle_sd_md`` (degrees, the sd of each bond angle ``(i, i+1, i+2)`` averaged over
+        angles), ``angle_tv_median`` (median over angles of the histogram TV, 2-degree bins),
+        ``angle_js`` (JS distance of the histogram of all angles pooled, as :mod:`lss.score`'s),
         ``fidelity_rmsd`` / ``fidelity_rmsd_neighbours`` (nm), ``cycle_r`` (list, one per latent
         coordinate), ``train_s``, ``frames_per_s``.
         """
@@ -128,6 +136,14 @@ class DecoderBench:
         b = bond_lengths(xyz)
         out["bond_mean_err"] = float(b.mean() - self.bonds.mean())
         out["bond_sd"], out["bond_sd_md"] = float(b.std()), float(self.bonds.std())
+        if self.angles is not None:
+            ang = ca_angles(xyz)
+            out["angle_sd"] = float(np.degrees(ang.std(0)).mean())
+            out["angle_sd_md"] = float(np.degrees(self.angles.std(0)).mean())
+            out["angle_tv_median"] = float(np.median([histogram_tv(ang[:, j], self.angles[:, j], ANGLE_BINS)
+                                                      for j in range(ang.shape[1])]))
+            pooled = [np.histogram(a, ANGLE_BINS)[0].astype(np.float64) for a in (ang, self.angles)]
+            out["angle_js"] = float(js_distance(pooled[0] / pooled[0].sum(), pooled[1] / pooled[1].sum()))
         out["rg_mean_err"] = float(A.radius_of_gyration(xyz).mean() - A.radius_of_gyration(self.xyz).mean())
         if fidelity_xyz is not None:
             target = np.repeat(self.xyz[self.fid_idx], self.n_per_point, 0)
@@ -163,7 +179,8 @@ class DecoderBench:
 COLUMNS = (("q_tv", "Q TV", "{:.3f}"), ("tica_rmse_12", "TICA 1-2 [kT]", "{:.2f}"),
            ("tica_rmse_13", "TICA 1-3 [kT]", "{:.2f}"), ("pair_tv_median", "pair TV", "{:.3f}"),
            ("pair_mae", "pair MAE [nm]", "{:.4f}"), ("bond_mean_err", "bond err [nm]", "{:+.4f}"),
-           ("bond_sd", "bond sd [nm]", "{:.4f}"), ("fidelity_rmsd", "fidelity [nm]", "{:.3f}"),
+           ("bond_sd", "bond sd [nm]", "{:.4f}"), ("angle_sd", "angle sd [deg]", "{:.1f}"),
+           ("angle_tv_median", "angle TV", "{:.3f}"), ("fidelity_rmsd", "fidelity [nm]", "{:.3f}"),
            ("cycle_r", "cycle r", None), ("train_s", "train [s]", "{:.0f}"), ("frames_per_s", "frames/s", "{:,.0f}"))
 
 #: the decoder targets of the cpu profile (decoded at held-out latent points): key -> (text, test(row))
@@ -173,6 +190,8 @@ TARGETS = {
     "pair_mae": ("<= 0.02 nm", lambda r: r["pair_mae"] <= 0.02),
     "bond_mean_err": ("within 0.005 nm of MD", lambda r: abs(r["bond_mean_err"]) <= 0.005),
     "bond_sd": ("at most 2x MD's", lambda r: r["bond_sd"] <= 2 * r["bond_sd_md"]),
+    "angle_sd": ("within 10 % of MD's",
+                 lambda r: "angle_sd" in r and abs(r["angle_sd"] - r["angle_sd_md"]) <= 0.1 * r["angle_sd_md"]),
     "fidelity_rmsd": ("within 10 % of the nearest-neighbour floor",
                       lambda r: r["fidelity_rmsd"] <= 1.1 * r["fidelity_rmsd_neighbours"]),
     "cycle_r": (">= 0.9 for every latent coordinate", lambda r: "cycle_r" in r and min(r["cycle_r"]) >= 0.9),
@@ -203,8 +222,8 @@ def assess(row: dict) -> dict:
     return {k: (text, bool(test(row))) for k, (text, test) in TARGETS.items()}
 
 #: units of the row entries recorded in metrics.json
-UNITS = {"pair_mae": "nm", "bond_mean_err": "nm", "bond_sd": "nm", "fidelity_rmsd": "nm", "train_s": "s",
-         "frames_per_s": "frames/s", "tica_rmse_12": "kT", "tica_rmse_13": "kT"}
+UNITS = {"pair_mae": "nm", "bond_mean_err": "nm", "bond_sd": "nm", "angle_sd": "deg", "fidelity_rmsd": "nm",
+         "train_s": "s", "frames_per_s": "frames/s", "tica_rmse_12": "kT", "tica_rmse_13": "kT"}
 
 
 def verdict_markdown(row: dict) -> str:

@@ -10,7 +10,7 @@ Representation: the C-alpha coordinates are superposed on a reference (Kabsch), 
 onto their principal axes and whitened (PCA), and the ``3 n_atoms - 6`` components that are not
 rigid-body motions are kept. Whitening puts every direction on the same scale, so that the stiff
 directions of the chain are not drowned by the floppy ones. ``fixed_bonds`` then gives each decoded
-chain MD's bond lengths (:func:`lss.structure.project_bonds_`).
+chain MD's bond lengths and ``fixed_angles`` MD's bond angles (:class:`lss.decoder.Decoder`).
 
 Cost: sampling is one pass through each coupling layer; measured on 2 busy CPU cores about 1-1.5e4
 frames/s for 8 affine layers of 2 x 128 units (the cWGAN's generator: 4-5e5 frames/s).
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .decoder import Decoder
+from .decoder import N_ANGLE_FRAMES, Decoder
 from .structure import as_coords_and_latent, choose_reference, superpose
 from .utils import block_split, get_device, local_torch_seed, torch_generator
 
@@ -69,6 +69,12 @@ class FlowDecoder(Decoder):
     fixed_bonds : bool
         Decoded chains get bond lengths drawn from MD's per-bond normal distribution (the atoms moved
         as little as possible).
+    fixed_angles : bool
+        With ``fixed_bonds``, decoded chains also get MD's distribution of each bond angle: the decoded
+        angle mapped through the quantile map of the decoder's own angles onto MD's, in order, and
+        the chain projected onto those angles and the bonds (:class:`lss.decoder.Decoder`). Measured
+        on the cpu profile: see the README's "Decoders". The tables are recorded at every fit, so
+        the parameter can be switched on a fitted decoder.
     reference : {'first', 'native'}
         As :class:`lss.cwgan.CWGAN`: the structure the frames are superposed on (the output frame).
     device : str
@@ -86,6 +92,11 @@ class FlowDecoder(Decoder):
         Standard deviation along each kept axis (the whitening).
     cond_mean_, cond_std_ : np.ndarray, shape (m,)
     bond_mean_, bond_sd_ : np.ndarray, shape (n_atoms - 1,), nm
+    angle_quantiles_md_, angle_quantiles_decoded_ : np.ndarray, shape (n_atoms - 2, 101), rad, or None
+        Quantiles of each bond angle in the training frames and in the decoder's own output
+        (``fixed_angles``; None for fewer than 3 atoms or a file that predates them).
+    angle_fallbacks_ : int
+        Frames decoded with bonds only because their angle projection did not converge.
     n_atoms_, n_components_ : int
         Atoms per structure; latent dimension ``m``.
     history_ : dict of lists
@@ -105,8 +116,8 @@ class FlowDecoder(Decoder):
     def __init__(self, kind: str = "affine", transforms: int = 8, hidden: tuple[int, ...] = (128, 128),
                  bins: int = 8, lr: float = 1e-3, batch_size: int = 512, max_epochs: int = 100,
                  patience: int = 8, val_fraction: float = 0.1, n_val_blocks: int = 10, fixed_bonds: bool = True,
-                 reference: str = "first", device: str = "cpu", random_state: int | None = None,
-                 progress: bool = False):
+                 fixed_angles: bool = True, reference: str = "first", device: str = "cpu",
+                 random_state: int | None = None, progress: bool = False):
         self.kind = kind
         self.transforms = transforms
         self.hidden = tuple(hidden)
@@ -118,6 +129,7 @@ class FlowDecoder(Decoder):
         self.val_fraction = val_fraction
         self.n_val_blocks = n_val_blocks
         self.fixed_bonds = fixed_bonds
+        self.fixed_angles = fixed_angles
         self.reference = reference
         self.device = device
         self.random_state = random_state
@@ -133,7 +145,7 @@ class FlowDecoder(Decoder):
 
     # --------------------------------------------------------------------------------------- fit
     def fit(self, coords, latent, reference: np.ndarray | None = None,
-            checkpoint: str | Path | None = None) -> "FlowDecoder":
+            checkpoint: str | Path | None = None) -> FlowDecoder:
         """Train by maximum likelihood with early stopping on held-out blocks.
 
         Parameters
@@ -163,6 +175,7 @@ class FlowDecoder(Decoder):
         rng = np.random.default_rng(self.random_state)
         seed_init, seed_loop = (int(s) for s in rng.integers(2**31, size=2))
         val = [block_split(len(x), self.n_val_blocks, self.val_fraction, rng) for x in coords]
+        seed_angles = int(rng.integers(2**31))
 
         xyz = np.concatenate([superpose(x, ref) for x in coords])
         X = xyz.reshape(len(xyz), -1).astype(np.float64)
@@ -181,8 +194,9 @@ class FlowDecoder(Decoder):
         Cs = (C - cond_mean) / cond_std
         bond_mean, bond_sd = self._bond_stats(xyz[~is_val])
         dev = get_device(self.device)
-        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)  # noqa: E731
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)
         Yt, Ct, Yv, Cv = as_t(Y[~is_val]), as_t(Cs[~is_val]), as_t(Y[is_val]), as_t(Cs[is_val])
+        xyz_tr, C_tr = xyz[~is_val], C[~is_val]
         del X, Y, xyz
 
         with local_torch_seed(seed_init):
@@ -239,6 +253,8 @@ class FlowDecoder(Decoder):
         self.bond_mean_, self.bond_sd_ = bond_mean, bond_sd
         self.history_, self.best_epoch_, self.val_nll_ = history, best_epoch, float(best)
         self.flow_ = flow
+        sub = np.random.default_rng(seed_angles).permutation(len(C_tr))[:N_ANGLE_FRAMES]
+        self._fit_angle_map(C_tr[np.sort(sub)], xyz_tr, seed_angles)
         self.fit_time_s_ = time.perf_counter() - t0
         if checkpoint is not None:
             self.save(checkpoint)
@@ -268,7 +284,7 @@ class FlowDecoder(Decoder):
             raise ValueError(f"latent has {len(c)} frames but coords has {len(x)}")
         y = (x.reshape(len(x), -1).astype(np.float64) - self.x_mean_) @ self.components_ / self.scales_
         dev = next(self.flow_.parameters()).device
-        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)  # noqa: E731
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=dev)
         return self._nll(self.flow_, as_t(y), as_t((c - self.cond_mean_) / self.cond_std_), len(self.scales_))
 
     @torch.inference_mode()
@@ -297,7 +313,7 @@ class FlowDecoder(Decoder):
         n, a = len(c), self.n_atoms_
         out = self._output(n, out)
         flow = self.flow_.to(dev).eval()
-        as_t = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+        as_t = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)
         back = as_t(self.components_ * self.scales_).t().contiguous()  # (k, 3 n_atoms): whitened -> nm
         mean, cm, cs = as_t(self.x_mean_), as_t(self.cond_mean_), as_t(self.cond_std_)
         g = torch_generator(random_state, dev)
@@ -310,7 +326,7 @@ class FlowDecoder(Decoder):
             # push base draws through the inverse flow (the zuko flow maps data -> base)
             y = flow(ci).transform.inv(eps)
             x = torch.addmm(mean, y, back)
-            self._fix_bonds_(x, g)
+            self._fix_geometry_(x, g)
             flat[i:i + kk] = x.cpu().numpy()
         return out
 
@@ -322,7 +338,7 @@ class FlowDecoder(Decoder):
                 "flow": {k: v.detach().cpu() for k, v in self.flow_.state_dict().items()}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "FlowDecoder":
+    def from_state(cls, state: dict) -> FlowDecoder:
         self = cls._from_params(state["params"])
         scales = np.asarray(state["scales"])
         with local_torch_seed(0):  # the weights are loaded; the draw of the initialisation is discarded

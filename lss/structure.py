@@ -1,4 +1,4 @@
-"""Structure geometry of C-alpha chains: superposition (one Kabsch), RMSD, bonds, fixed bond lengths.
+"""Structure geometry of C-alpha chains: superposition (one Kabsch), RMSD, bonds, fixed bonds and angles.
 
 Shapes follow mdtraj: ``xyz`` is ``(n_frames, n_atoms, 3)`` in nm.
 
@@ -8,9 +8,12 @@ model on Cartesian coordinates spreads its errors over all directions, so its bo
 times broader than MD's. The projection moves the atoms as little as possible (equal masses,
 Newton steps of the constrained projection) until every bond has a prescribed length, e.g. one drawn
 from MD's per-bond distribution: the decoder learns the conformation, the chain geometry that MD
-holds fixed is imposed.
+holds fixed is imposed. :func:`project_chain_` does the same for the bonds and the ``i, i+2`` distances
+together, i.e. bonds and bond angles (the decoders' ``fixed_angles``): only the torsions stay free.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -125,6 +128,185 @@ def project_bonds(xyz: np.ndarray, lengths, n_iter: int = 3) -> np.ndarray:
     x = torch.as_tensor(np.array(xyz, dtype=np.float32))
     ln = torch.as_tensor(np.asarray(lengths, dtype=np.float32))
     return project_bonds_(x, ln, n_iter).numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def chain_constraints(n_atoms: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """The constraints of a chain with fixed bonds and fixed ``i, i+2`` distances, in banded order.
+
+    Constraint ``2k`` is the bond ``(k, k+1)``, constraint ``2k + 1`` the distance ``(k, k+2)``; in this
+    order the matrix ``J J^T`` of their gradients is banded.
+
+    Returns
+    -------
+    pairs : np.ndarray, shape (2 n_atoms - 3, 2), int
+        The atom pair ``(i, j)``, ``i < j``, of each constraint.
+    bandwidth : int
+        Largest ``|p - q|`` with ``(J J^T)[p, q] != 0`` (4 from 4 atoms on).
+    signs : np.ndarray, shape (bandwidth + 1, 2 n_atoms - 3), float32
+        ``(J J^T)[p, p - d] = signs[d, p] * (e_p . e_{p-d})`` with ``e`` the unit vector of each pair:
+        +1 when the two pairs share their first or their last atom, -1 when the last atom of one is
+        the first of the other, 0 when they share none (``signs[0]`` is 2, the diagonal).
+
+    Cached per ``n_atoms`` (the arrays are read-only): the decoders call it for every chunk.
+    """
+    pairs = []
+    for k in range(n_atoms - 1):
+        pairs.append((k, k + 1))
+        if k + 2 < n_atoms:
+            pairs.append((k, k + 2))
+    pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    n = len(pairs)
+    s = np.zeros((n, n), dtype=np.float32)
+    for p, (a, b) in enumerate(pairs):
+        for q, (c, d) in enumerate(pairs):
+            s[p, q] = int(b == d) + int(a == c) - int(b == c) - int(a == d)
+    off = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    bandwidth = int(off[s != 0].max()) if n else 0
+    signs = np.zeros((bandwidth + 1, n), dtype=np.float32)
+    for d in range(bandwidth + 1):
+        signs[d, d:] = np.diagonal(s, -d)
+    pairs.setflags(write=False)
+    signs.setflags(write=False)
+    return pairs, bandwidth, signs
+
+
+@torch.no_grad()
+def project_chain_(x: torch.Tensor, bonds: torch.Tensor, seconds: torch.Tensor, n_iter: int = 8,
+                   tol: float = 1e-5, damping: float = 1e-6, stop_early: bool = True) -> torch.Tensor:
+    """In place: move atoms minimally so that bonds ``(i, i+1)`` and distances ``(i, i+2)`` are prescribed.
+
+    Fixing the bonds and the ``i, i+2`` distances fixes the bond angles (law of cosines); the torsions,
+    and so the conformation, stay free. Gauss-Newton steps of the constrained projection with equal
+    masses, as :func:`project_bonds_`: each step is the minimal-norm displacement ``dx = J^T lam`` that
+    zeroes the linearised errors of all ``2 n_atoms - 3`` constraints, ``(J J^T + damping) lam = -g``, a
+    symmetric positive definite band matrix (bandwidth 4, :func:`chain_constraints`) factorised per
+    frame by a banded LDL^T along the chain, batched over frames. Iterations stop early once every
+    frame is within ``tol`` (``stop_early``; without it each frame's result does not depend on the
+    other frames of the batch, which the decoders need for output independent of chunking). ``damping`` keeps the system regular for a straight angle (a bond and its
+    ``i, i+2`` distance parallel). Frames that are not within ``tol`` after ``n_iter`` steps (or
+    became NaN) are reported, not fixed: the caller decides (the decoders fall back to bonds only).
+
+    Measured on random 20-atom chains decoded with Cartesian noise of 0.03 nm and angle targets
+    moved by 10-20 degrees: the largest residual after 1, 2, 3, 4 steps is about 3e-2, 1e-3, 2e-6,
+    3e-7 nm (quadratic convergence), so 4 steps usually end the loop. Cost on 2 idle cores: see
+    :class:`lss.decoder.Decoder` (``fixed_angles``).
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (n_frames, n_atoms, 3), float32, nm
+    bonds : torch.Tensor, shape (n_frames, n_atoms - 1) or (n_atoms - 1,), nm
+        Length of bond ``(i, i+1)``.
+    seconds : torch.Tensor, shape (n_frames, n_atoms - 2) or (n_atoms - 2,), nm
+        Distance ``(i, i+2)``; with bonds ``b_i``, ``b_{i+1}`` and angle ``theta_i`` at atom ``i + 1``:
+        ``sqrt(b_i^2 + b_{i+1}^2 - 2 b_i b_{i+1} cos theta_i)``.
+    n_iter : int
+        Most Gauss-Newton steps.
+    tol : float, nm
+        Largest constraint error of a converged frame.
+    damping : float
+        Added to the diagonal of ``J J^T`` (whose diagonal is 2).
+    stop_early : bool
+        Stop once every frame of the batch is within ``tol``; False: always ``n_iter`` steps.
+
+    Returns
+    -------
+    converged : torch.Tensor, shape (n_frames,), bool
+        Frames whose every constraint is met to ``tol``; the others hold the last iterate.
+    """
+    n_frames, n_atoms = x.shape[:2]
+    if n_atoms < 3:
+        if n_atoms == 2:
+            project_bonds_(x, bonds)
+        return torch.ones(n_frames, dtype=torch.bool, device=x.device)
+    _, bw, signs = chain_constraints(n_atoms)
+    n = 2 * n_atoms - 3
+    dev = x.device
+    sg = torch.tensor(signs, device=dev)[:, :, None]                   # (bw + 1, n, 1)
+    target = torch.empty((n, n_frames), dtype=x.dtype, device=dev)
+    target[0::2] = bonds.expand(n_frames, n_atoms - 1).t()
+    target[1::2] = seconds.expand(n_frames, n_atoms - 2).t()
+    # coordinate-major layout (xyz, atom, frame), as project_bonds_; slices, not index_select (10x slower)
+    y = x.permute(2, 1, 0).contiguous()                                # (3, n_atoms, n_frames)
+    band = torch.empty((bw + 1, n, n_frames), dtype=x.dtype, device=dev)
+    low = torch.zeros_like(band)                                       # L[p, p - d] at low[d, p]
+    d = torch.empty((3, n, n_frames), dtype=x.dtype, device=dev)
+
+    def residual():
+        torch.sub(y[:, 1:], y[:, :-1], out=d[:, 0::2])                 # bonds
+        torch.sub(y[:, 2:], y[:, :-2], out=d[:, 1::2])                 # i, i+2
+        r = (d[0] * d[0]).add_(d[1] * d[1]).add_(d[2] * d[2]).sqrt_().clamp_min_(1e-6)
+        return d, r, target - r                                        # -g
+
+    for _ in range(n_iter):
+        d, r, rhs = residual()
+        if stop_early and float(rhs.abs().max()) < tol:
+            break
+        e = d.div_(r)
+        band[0].fill_(2.0 + damping)
+        for k in range(1, bw + 1):
+            band[k, k:] = (e[:, k:] * e[:, :-k]).sum(0).mul_(sg[k, k:])
+        # banded LDL^T in place: band[d, p] becomes W(p, p-d) = L(p, p-d) D(p-d); band[0] becomes D
+        for p in range(n):
+            dp = band[0, p]
+            for k in range(min(p, bw), 0, -1):
+                q = p - k
+                w = band[k, p]
+                for j in range(max(0, p - bw), q):                     # W(p, j) L(q, j)
+                    w.addcmul_(band[p - j, p], low[q - j, q], value=-1.0)
+                torch.div(w, band[0, q], out=low[k, p])
+                dp.addcmul_(w, low[k, p], value=-1.0)
+        lam = rhs
+        for p in range(1, n):
+            for k in range(1, min(p, bw) + 1):
+                lam[p].addcmul_(low[k, p], lam[p - k], value=-1.0)
+        lam.div_(band[0])
+        for p in range(n - 2, -1, -1):
+            for k in range(1, min(n - 1 - p, bw) + 1):
+                lam[p].addcmul_(low[k, p + k], lam[p + k], value=-1.0)
+        f = e.mul_(lam)                                                # (3, n, n_frames)
+        y[:, 1:] += f[:, 0::2]
+        y[:, :-1] -= f[:, 0::2]
+        y[:, 2:] += f[:, 1::2]
+        y[:, :-2] -= f[:, 1::2]
+    _, _, rhs = residual()
+    x.copy_(y.permute(2, 1, 0))
+    return rhs.abs().amax(0) <= tol
+
+
+def chain_angles(x: torch.Tensor) -> torch.Tensor:
+    """Bond angles ``(i, i+1, i+2)`` (rad) of chains (n_frames, n_atoms, 3), nm -> (n_frames, n_atoms - 2)."""
+    u = x[:, :-2] - x[:, 1:-1]
+    v = x[:, 2:] - x[:, 1:-1]
+    cos = (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1)).clamp_min(1e-12)
+    return torch.arccos(cos.clamp(-1.0, 1.0))
+
+
+def second_distances(bonds: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Distances ``(i, i+2)`` (nm) from bonds (..., n_atoms - 1) nm and angles (..., n_atoms - 2) rad."""
+    b1, b2 = bonds[..., :-1], bonds[..., 1:]
+    return (b1 * b1 + b2 * b2 - 2 * b1 * b2 * torch.cos(angles)).clamp_min(0).sqrt()
+
+
+def project_chain(xyz: np.ndarray, bonds, angles, n_iter: int = 8, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`project_chain_` on a copy, with angles instead of ``i, i+2`` distances.
+
+    Parameters
+    ----------
+    xyz : np.ndarray, shape (n_frames, n_atoms, 3), nm
+    bonds : array, shape (n_atoms - 1,) or (n_frames, n_atoms - 1), nm
+    angles : array, shape (n_atoms - 2,) or (n_frames, n_atoms - 2), rad
+
+    Returns
+    -------
+    xyz : np.ndarray, shape (n_frames, n_atoms, 3), float32, nm
+    converged : np.ndarray, shape (n_frames,), bool
+    """
+    x = torch.as_tensor(np.array(xyz, dtype=np.float32))
+    b = torch.as_tensor(np.asarray(bonds, dtype=np.float32)).expand(len(x), x.shape[1] - 1)
+    a = torch.as_tensor(np.asarray(angles, dtype=np.float32))
+    ok = project_chain_(x, b, second_distances(b, a), n_iter=n_iter, tol=tol)
+    return x.numpy(), ok.numpy()
 
 
 # -------------------------------------------------------------------------------- input checks
