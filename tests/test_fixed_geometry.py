@@ -86,6 +86,7 @@ def test_one_step_is_the_dense_minimal_norm_step():
     rng = np.random.default_rng(1)
     x = torch.as_tensor(rng.standard_normal((4, 7, 3)))
     pairs, bw, _ = chain_constraints(7)
+    pairs = np.array(pairs)                                                    # the cached one is read-only
     assert bw == 4 and len(pairs) == 11
     jac = torch.zeros(4, len(pairs), 7, 3, dtype=x.dtype)
     for p, (a, b) in enumerate(pairs):
