@@ -187,9 +187,12 @@ def project_chain_(x: torch.Tensor, bonds: torch.Tensor, seconds: torch.Tensor, 
     ``i, i+2`` distance parallel). Frames that are not within ``tol`` after ``n_iter`` steps (or
     became NaN) are reported, not fixed: the caller decides (the decoders fall back to bonds only).
 
-    Measured on random 20-atom chains decoded with Cartesian noise of 0.03 nm and angle targets
-    moved by 10-20 degrees: the largest residual after 1, 2, 3, 4 steps is about 3e-2, 1e-3, 2e-6,
-    3e-7 nm (quadratic convergence), so 4 steps usually end the loop. Cost on 2 idle cores: see
+    Convergence, measured on 8,192 random 20-atom chains with Cartesian noise of 0.03 nm and every
+    angle target moved by 0.2 rad (sd): the median bond error after 2, 3, 4 steps is 2.5e-3, 1.5e-5,
+    1e-7 nm (quadratic), but the frames with the largest corrections take longer: 19 %, 1 %, 0.2 %
+    and 0.05 % of the frames are above 1e-4 nm after 3, 4, 5 and 6 steps. On the cpu profile's flow
+    decoder 9.8 %, 1.1 %, 0.2 % and 0.02 % after 4, 5, 6 and 8 steps. Cost: about 1,000 torch
+    operations on rows of frames per step (0.2 s per step for 32,768 frames on one loaded core); see
     :class:`lss.decoder.Decoder` (``fixed_angles``).
 
     Parameters

@@ -105,7 +105,8 @@ def test_one_step_is_the_dense_minimal_norm_step():
 def test_projection_moves_less_than_other_feasible_chains():
     """Two kinds of chains with the same bonds and angles: the rebuild from the decoded torsions
     (superposed optimally on the decoded chain) and feasible neighbours of the projection. Both move the
-    atoms farther than the projection: measured RMS displacement 0.03 nm (projection), 0.20 nm (rebuild)."""
+    atoms farther than the projection: measured mean RMS displacement 0.043 nm (projection) against
+    0.39 nm (rebuild, at least 5x more in every frame); 99 % of the neighbours are farther."""
     rng = np.random.default_rng(2)
     noisy, b, ang = _decoded_like(300, 20, rng)
     y, ok = project_chain(noisy, b, ang, n_iter=12)
