@@ -101,9 +101,10 @@ class Decoder(Estimator):
     bond lengths). Cost: 4 Gauss-Newton steps of :func:`lss.structure.project_chain_` on every frame,
     4 more on the ~10 % that need them (cpu profile), about 10 us of CPU per 20-atom frame, far more
     than the bonds alone (each step is ~1,000 small torch operations along the chain). Measured with
-    the cpu profile's flow on 2 cores shared with other jobs (interleaved runs, 131,072 frames):
-    1.06 s bonds only, 2.41 s with ``fixed_angles``, i.e. 1,044,100 frames in about 8.4 s and 19 s;
-    the flow's own sampling is unchanged. A compiled kernel would remove most of the difference.
+    the cpu profile's flow decoding 1,044,100 frames on 2 nearly idle cores: 10.3 s with bonds only,
+    21.1 s with ``fixed_angles`` (+10.8 s; on 2 loaded cores, interleaved runs of 131,072 frames:
+    1.06 s and 2.41 s). The projection runs on one intra-op thread: on a loaded machine two threads
+    were 4x slower (idle: 1.5x faster). A compiled kernel would remove most of the difference.
     """
 
     # ------------------------------------------------------------------------------ fitting helpers
