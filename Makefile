@@ -24,15 +24,17 @@ reproduce: venv
 smoke: venv
 	$(PY) -m lss.reproduce --profile smoke
 
-# the course profile: every notebook, about 6 minutes on 2 cores, outputs in runs/class/ (never figures/)
+# the course profile: every notebook, a few minutes on 2 cores, outputs in runs/class/ (never figures/).
+# One torch thread per kernel: on cores that other work shares, two threads wait for each other (README).
+THREADS ?= 1
 class: venv
-	$(PY) -m lss.reproduce --profile class
+	$(PY) -m lss.reproduce --profile class --threads $(THREADS)
 
 # the course site: executed notebooks as HTML with the learning path as index, in site/ (git-ignored).
 # SITE_PROFILE=class runs the class profile first (cached notebooks skipped); SITE_PROFILE=cpu renders the main job's run.
 SITE_PROFILE ?= class
 site: venv
-	$(PY) -m lss.site --profile $(SITE_PROFILE)
+	$(PY) -m lss.site --profile $(SITE_PROFILE) --threads $(THREADS)
 
 # includes tests/test_browser.py: notebook 06 in headless Chromium (apt-get install chromium; without it
 # that test prints how to install it and skips, unless LSS_REQUIRE_BROWSER=1 as in .ci/run)

@@ -98,7 +98,8 @@ def index_markdown(pages: list[tuple[str, str, str, bool]], profile: str) -> str
     return "\n".join(lines)
 
 
-def build(profile: str = "class", out: str | Path | None = None, run: bool = True, log=print) -> Path:
+def build(profile: str = "class", out: str | Path | None = None, run: bool = True, log=print,
+          threads: int | None = None) -> Path:
     """Render the executed notebooks of ``profile`` and the glossary as HTML, with the learning path as index.
 
     Parameters
@@ -109,6 +110,8 @@ def build(profile: str = "class", out: str | Path | None = None, run: bool = Tru
         Output folder (default ``<root>/site``); pages are overwritten.
     run : bool
         Bring the profile's run up to date first (:func:`lss.reproduce.run`; cached notebooks are skipped).
+    threads : int, optional
+        Torch/OpenMP threads per notebook kernel for that run (see :func:`lss.reproduce.run`).
 
     Returns
     -------
@@ -122,7 +125,7 @@ def build(profile: str = "class", out: str | Path | None = None, run: bool = Tru
     if run:
         from . import reproduce
 
-        reproduce.run(profile, log=log)
+        reproduce.run(profile, log=log, threads=threads)
     executed = paths.root() / "runs" / profile / "executed"
     exporter = HTMLExporter()
     pages = []
@@ -150,8 +153,9 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="class", help="executed notebooks of this profile (default: class)")
     ap.add_argument("--out", default=None, help="output folder (default: site/)")
     ap.add_argument("--no-run", action="store_true", help="render what runs/<profile>/executed/ holds; run nothing")
+    ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads per notebook kernel (see lss.reproduce)")
     a = ap.parse_args(argv)
-    build(a.profile, a.out, run=not a.no_run)
+    build(a.profile, a.out, run=not a.no_run, threads=a.threads)
     return 0
 
 

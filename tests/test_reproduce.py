@@ -230,3 +230,15 @@ def test_the_runner_writes_measured_run_times_for_the_course_profiles_only(fake_
     note = reproduce.runtime_note("01_four_well")
     assert "**class**" in note.data and "by the runner" in note.data
     assert "No measured run time" in reproduce.runtime_note("02_trpcage_data").data
+
+
+def test_threads_reach_the_kernels_and_the_environment_is_restored(fake_root, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    body = ("import os\nfrom lss import paths\n"
+            "(paths.run_dir(profile, '01_four_well') / 'out.txt').write_text(os.environ.get('OMP_NUM_THREADS', '-'))\n")
+    nbformat.write(_notebook(body), fake_root / "notebooks" / "01_four_well.ipynb")
+    reproduce.run("smoke", log=lambda s: None, threads=1)
+    assert (fake_root / "runs/smoke/01_four_well/out.txt").read_text() == "1"
+    assert "OMP_NUM_THREADS" not in os.environ
+    with pytest.raises(reproduce.ParamsError):
+        reproduce.run("smoke", log=lambda s: None, threads=0)
