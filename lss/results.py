@@ -238,6 +238,12 @@ TARGETS: dict[tuple[str, str], Target] = {
     ("performance", "lss_peak_memory_mb"): Target("max", 2048, per_profile={"smoke": 2048}),
     # 07: the class profile's reference is 2x the training data (the cpu profile's 5x)
     ("trpcage", "reference_length_factor"): Target("min", 5, per_profile={"class": 2}),
+    # 07: the LSS against the converged reference
+    ("trpcage", "fe_rmse_lss_vs_reference"): Target("max", 0.5, per_profile={"class": 1.0}),
+    ("trpcage", "t1_rel_error_lss_vs_reference"): Target("max", 0.20),
+    ("trpcage", "rg_mean_error_lss_vs_reference"): Target("max", 0.03),
+    ("trpcage", "rate_rel_error_lss_vs_reference"): Target("max", 0.30),
+    ("trpcage", "mfpt_rel_error_lss_vs_reference"): Target("max", 0.30, text="folding and unfolding each within {}"),
 }
 
 
