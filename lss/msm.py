@@ -473,36 +473,40 @@ def msm_timescales_vs_lag(dtrajs, lags, k: int = 3, n_blocks: int | None = 5) ->
     k : int
         Slowest timescales reported.
     n_blocks : int or None
-        Contiguous blocks for the errors (one MSM per block).
+        Contiguous blocks for the errors (one MSM per block; NaN where fewer than two blocks give one).
 
     Returns
     -------
     dict with ``lags`` (n_lags,), ``timescales``, ``timescales_spread`` and ``timescales_err``
-    (n_lags, k), frames (NaN where not estimable).
+    (n_lags, k), frames (NaN where not estimable; ``err = spread / sqrt(n_blocks)``).
     """
     from .stats import split_blocks
 
+    def at_lags(d):                    # (n_lags, k) frames; NaN where too short or not estimable
+        out = np.full((len(lags), k), np.nan)
+        for i, lag in enumerate(lags):
+            d_ = [t for t in d if len(t) > lag]
+            if not d_:
+                continue
+            try:
+                t = msm_timescales(d_, lag, k)
+            except (ValueError, RuntimeError):   # a block too short for an MSM leaves NaN
+                continue
+            out[i, :len(t)] = t
+        return out
+
     dtrajs = [np.asarray(d) for d in dtrajs]
     lags = [int(g) for g in lags]
-    ts = np.full((len(lags), k), np.nan)
-    spread = np.full((len(lags), k), np.nan)
-    blocks = split_blocks(dtrajs, n_blocks) if n_blocks is not None else []
-    for i, lag in enumerate(lags):
-        t = msm_timescales(dtrajs, lag, k)
-        ts[i, :len(t)] = t
-        per = []
-        for b in blocks:
-            b = [d for d in b if len(d) > lag]
-            try:
-                tb = msm_timescales(b, lag, k) if b else []
-            except (ValueError, RuntimeError):
-                tb = []
-            if len(tb) == k:
-                per.append(tb)
-        if len(per) >= 2:
-            spread[i] = np.std(per, 0, ddof=1)
+    ts = at_lags(dtrajs)
+    spread = np.full_like(ts, np.nan)
+    if n_blocks is not None:
+        per = np.array([at_lags(b) for b in split_blocks(dtrajs, n_blocks)])
+        enough = np.isfinite(per).sum(0) >= 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spread = np.where(enough, np.nanstd(per, 0, ddof=1), np.nan)
     return {"lags": np.asarray(lags), "timescales": ts, "timescales_spread": spread,
-            "timescales_err": spread / np.sqrt(max(2, len(blocks)))}
+            "timescales_err": spread / np.sqrt(n_blocks if n_blocks is not None else 1)}
 
 
 def choose_ck_model(latent_trajs, lags, n_states: int = 50, n_sets: int = 2, n_steps: int = 5,

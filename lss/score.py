@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from . import analysis, kinetics, structure
-from .msm import MSMBaseline, chapman_kolmogorov, estimate_msm
+from .msm import MSMBaseline, chapman_kolmogorov, estimate_msm, msm_timescales_vs_lag
 from .stats import split_blocks
 from .trajio import time_factor_ps
 
@@ -406,28 +406,10 @@ def _describe(xyz: list, fam_template: dict, tica, native, n_bins: int, chunk: i
 
 # ------------------------------------------------------------------------------------ kinetics
 def _its(dtrajs, stride: int, lags, frame_time: float, k: int, n_blocks: int | None):
-    """Implied timescales (n_lags, k) in time units at lags ``lags`` common steps, and block errors."""
-    def one(d):
-        out = np.full((len(lags), k), np.nan)
-        for i, L in enumerate(lags):
-            lag = int(L) * stride
-            if max(len(t) for t in d) <= lag:
-                continue
-            try:
-                ts = np.asarray(estimate_msm(d, lag).timescales(k), dtype=np.float64) * frame_time
-            except Exception:  # noqa: BLE001, S112  a block too short for an MSM leaves NaN
-                continue
-            out[i, :len(ts)] = ts
-        return out
-
-    t = one(dtrajs)
-    if n_blocks is None:
-        return t, np.full_like(t, np.nan)
-    tb = np.array([one(b) for b in split_blocks(dtrajs, n_blocks)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        err = np.nanstd(tb, 0, ddof=1) / math.sqrt(n_blocks)
-    return t, err
+    """Implied timescales (n_lags, k) in time units at lags ``lags`` common steps, and block errors
+    (:func:`lss.msm.msm_timescales_vs_lag`)."""
+    res = msm_timescales_vs_lag(dtrajs, [int(L) * stride for L in lags], k=k, n_blocks=n_blocks)
+    return res["timescales"] * frame_time, res["timescales_err"] * frame_time
 
 
 def _flux_rate(dtrajs, stride: int, frame_time: float, sets) -> float:
