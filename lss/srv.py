@@ -245,6 +245,13 @@ def _solve(raw: list[np.ndarray], lag: int, epsilon: float) -> dict:
             "eigenvectors_": vec, "coord_mean_": centre, "coord_scale_": sign / sd}
 
 
+def _eigenvalues_of(raw: list[np.ndarray], lag: int, epsilon: float) -> np.ndarray:
+    """Descending eigenvalues of the reversible eigenproblem of basis outputs ``raw`` at ``lag`` frames."""
+    lag = check_lag(lag, raw, "lag")
+    c0, c1, _, _ = reversible_covariances(raw, lag)
+    return reversible_eig(c0, c1, epsilon)[0]
+
+
 def _coords(raw: np.ndarray, solved: dict, modes) -> np.ndarray:
     """Eigenfunction coordinates (n_frames, len(modes)) float32 of basis outputs ``raw`` (n_frames, n_output)."""
     m = list(modes)
@@ -724,10 +731,7 @@ class SRV(Estimator):
         gives implied timescales ``-lag / ln(lambda)`` that do not change with the lag.
         """
         raw = self.basis(X)
-        raw = [raw] if isinstance(raw, np.ndarray) else raw
-        lag = check_lag(lag, raw, "lag")
-        c0, c1, _, _ = reversible_covariances(raw, lag)
-        return reversible_eig(c0, c1, self.epsilon)[0]
+        return _eigenvalues_of([raw] if isinstance(raw, np.ndarray) else raw, lag, self.epsilon)
 
     def score(self, X, k: int | None = None) -> float:
         """Reversible VAMP-2 score ``1 + sum_i lambda_i'^2`` of the fitted eigenfunctions on ``X`` at ``lag``.
@@ -833,7 +837,6 @@ def implied_timescales_vs_lag(trajs, lags, n_timescales: int = 3, estimator: SRV
     lags = [check_lag(lag, trajs, "lags") for lag in lags]
     if not lags:
         raise ValueError("lags is empty")
-    blocks = split_blocks(trajs, n_blocks) if n_blocks is not None else []
     lam = np.full((len(lags), n_timescales), np.nan)
     spread = np.full((len(lags), n_timescales), np.nan)
     scores, secs = np.full(len(lags), np.nan), np.zeros(len(lags))
@@ -842,22 +845,25 @@ def implied_timescales_vs_lag(trajs, lags, n_timescales: int = 3, estimator: SRV
         if estimator is None:
             srv = SRV(**{**params, "lag": lag}).fit(trajs)
             ev, scores[i] = srv.eigenvalues_, srv.restart_scores_[srv.best_restart_]
+            raw = srv.basis(trajs)
         else:
             srv = estimator
-            ev = estimator.eigenvalues_at(trajs, lag)
+            if i == 0:
+                raw = estimator.basis(trajs)               # one basis for every lag and block
+            ev = _eigenvalues_of(raw, lag, srv.epsilon)
         k = min(n_timescales, len(ev))
         lam[i, :k] = ev[:k]
         per_block = []
-        for b in blocks:
+        for b in split_blocks(raw, n_blocks) if n_blocks is not None else []:
             b = [p for p in b if len(p) > lag]
             if b and sum(len(p) - lag for p in b) > 10 * len(ev):
-                per_block.append(timescales_from_eigenvalues(srv.eigenvalues_at(b, lag)[:k], lag))
+                per_block.append(timescales_from_eigenvalues(_eigenvalues_of(b, lag, srv.epsilon)[:k], lag))
         if len(per_block) >= 2:
             with np.errstate(invalid="ignore"):
                 spread[i, :k] = np.nanstd(np.array(per_block), 0, ddof=1)
         secs[i] = time.perf_counter() - t
     ts = np.stack([timescales_from_eigenvalues(lam[i], lag) for i, lag in enumerate(lags)])
-    n_used = max(2, len(blocks))
+    n_used = n_blocks if n_blocks is not None else 1
     return {"lags": np.asarray(lags), "eigenvalues": lam, "timescales": ts, "timescales_spread": spread,
             "timescales_err": spread / np.sqrt(n_used), "val_scores": scores, "seconds": secs}
 
