@@ -65,6 +65,9 @@ Q_UNFOLDED, Q_FOLDED, Q_BARRIER = 0.45, 0.85, 0.7
 #: Beads (residues) of the model.
 N_BEADS = 20
 
+#: Beads (0-based) of the proline pseudo-dihedral with the flip term: R16-P17-P18-P19.
+FLIP_DIHEDRAL = (15, 16, 17, 18)
+
 _PLATFORM_CACHE: dict = {}  # "choice": platform name, "speeds": {name: steps/s}
 
 
@@ -299,6 +302,120 @@ def pick_folding_event(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED, min_dwel
             "path_frames": int(t - max(0, t - min_dwell)), "median_path_frames": None}
 
 
+# ------------------------------------------------------------------------- the three metastable states
+#: Names of the metastable states of :func:`metastable_cores` (index = label).
+STATES = ("unfolded", "folded", "flipped")
+
+#: Core cutoffs on the proline flip angle (rad): native core below, flipped core above.
+FLIP_NATIVE, FLIP_FLIPPED = math.pi / 3, 2 * math.pi / 3
+
+
+def flip_angle(xyz, native: np.ndarray | None = None) -> np.ndarray:
+    """Deviation of the R16-P17-P18-P19 pseudo-dihedral (beads ``FLIP_DIHEDRAL``) from its native value.
+
+    Parameters
+    ----------
+    xyz : np.ndarray, shape (n_frames, 20, 3) or (20, 3), nm; or mdtraj.Trajectory
+    native : np.ndarray, shape (20, 3), nm, optional
+        Reference structure; default 2JOF model 1.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames,), float64
+        ``phi - phi0`` wrapped into (-pi, pi], rad: near 0 in the native proline state, near +-pi
+        when flipped (the second minimum of the flip term ``h sin^2(phi - phi0)``).
+    """
+    if isinstance(xyz, md.Trajectory):
+        xyz = xyz.xyz
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if xyz.ndim == 2:
+        xyz = xyz[None]
+    native = native_structure().xyz[0] if native is None else np.asarray(native, dtype=np.float64)
+    if xyz.ndim != 3 or xyz.shape[1:] != native.shape:
+        raise ValueError(f"xyz must have shape (n_frames, {len(native)}, 3) in nm, got {xyz.shape}")
+
+    def dihedral(x):
+        b0, b1, b2 = (x[:, j + 1] - x[:, j] for j in FLIP_DIHEDRAL[:3])
+        n1, n2 = np.cross(b0, b1), np.cross(b1, b2)
+        y = np.linalg.norm(b1, axis=-1) * (b0 * n2).sum(-1)       # the IUPAC sign, as mdtraj and OpenMM
+        return np.arctan2(y, (n1 * n2).sum(-1))
+
+    d = dihedral(xyz) - dihedral(native[None])[0]
+    return np.angle(np.exp(1j * d))
+
+
+def metastable_cores(xyz=None, q=None, flip=None) -> np.ndarray:
+    """Core label of each frame among the three metastable states of the Go model, -1 outside every core.
+
+    ``2`` flipped (``|flip| > 2 pi / 3``, any Q); ``0`` unfolded (``Q < Q_UNFOLDED``) and ``1`` folded
+    (``Q > Q_FOLDED``) with the prolines native (``|flip| < pi / 3``). Frames between the cores are -1;
+    :func:`lss.kinetics.milestone` assigns them to the last core visited (transition-based states).
+
+    Parameters
+    ----------
+    xyz : np.ndarray, shape (n_frames, 20, 3), nm, optional
+        Structures; needed unless both ``q`` and ``flip`` are given.
+    q : np.ndarray, shape (n_frames,), optional
+        :func:`fraction_native_contacts` of the frames.
+    flip : np.ndarray, shape (n_frames,), rad, optional
+        :func:`flip_angle` of the frames.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames,), int8
+    """
+    q = fraction_native_contacts(xyz) if q is None else np.asarray(q, dtype=float).ravel()
+    flip = flip_angle(xyz) if flip is None else np.asarray(flip, dtype=float).ravel()
+    if len(q) != len(flip):
+        raise ValueError(f"q and flip must have one value per frame, got {len(q)} and {len(flip)}")
+    lab = np.full(len(q), -1, dtype=np.int8)
+    native_pro = np.abs(flip) < FLIP_NATIVE
+    lab[native_pro & (q < Q_UNFOLDED)] = 0
+    lab[native_pro & (q > Q_FOLDED)] = 1
+    lab[np.abs(flip) > FLIP_FLIPPED] = 2
+    return lab
+
+
+def state_kinetics(q, flip, frame_time: float, stride: int = 1, n_blocks: int = 5, random_state=None) -> dict:
+    """Populations of the three metastable states and mean first-passage times between every pair.
+
+    Parameters
+    ----------
+    q, flip : list of np.ndarray (n_frames,)
+        Per trajectory: :func:`fraction_native_contacts` and :func:`flip_angle` (rad) of its frames.
+    frame_time : float
+        Time between consecutive frames (before ``stride``); results in its unit.
+    stride : int
+        Keep every ``stride``-th frame first (e.g. the propagator lag: MD compared on the LSS grid).
+    n_blocks : int
+        Blocks of the population standard errors.
+    random_state : int, optional
+        Seed of the MFPT bootstrap.
+
+    Returns
+    -------
+    dict: ``"p"``, ``"se"`` (3,) populations of the milestoned states and their block standard errors;
+    ``"mfpt"``: :func:`lss.kinetics.mfpt_matrix` (``mean``, ``low``, ``high``, ``n``, each (3, 3));
+    ``"labels"``: the core labels per trajectory (after ``stride``).
+    """
+    from .kinetics import mfpt_matrix, state_populations
+
+    labels = [metastable_cores(q=np.asarray(a)[::stride], flip=np.asarray(b)[::stride]) for a, b in zip(q, flip)]
+    pop = state_populations(labels, len(STATES), n_blocks=n_blocks)
+    mf = mfpt_matrix(labels, len(STATES), frame_time=frame_time * stride, random_state=random_state)
+    return {"p": pop["p"], "se": pop["se"], "mfpt": mf, "labels": labels}
+
+
+def count_flips(flip) -> int:
+    """Proline flips (native core ``|flip| < pi/3`` <-> flipped core ``|flip| > 2 pi/3``, dual cutoffs) in
+    one trajectory's :func:`flip_angle` series, or summed over a list of them."""
+    from .kinetics import count_transitions as count
+
+    if isinstance(flip, (list, tuple)):
+        return int(sum(count_flips(f) for f in flip))
+    return count(np.abs(np.asarray(flip, dtype=np.float64).ravel()), FLIP_NATIVE, FLIP_FLIPPED)
+
+
 # --------------------------------------------------------------------------------------- the model
 @dataclass(frozen=True)
 class GoModel:
@@ -328,6 +445,10 @@ class GoModel:
     switch_ratio, switch_steepness : float
         Logistic switch of the smooth contact count ``Q_s``: midpoint ``switch_ratio * s``,
         steepness in 1/nm.
+    flip_barrier : float
+        ``h`` of the proline-flip term ``h sin^2(phi - phi0)`` on the pseudo-dihedral of beads
+        ``FLIP_DIHEDRAL`` (R16-P17-P18-P19), in eps; 0 switches it off (the one-process model of
+        the earlier rounds). 12 eps is 7.6 kT at 300 K (module docstring).
     mass : float
         Bead mass, amu.
     """
@@ -344,10 +465,11 @@ class GoModel:
     many_body_power: int = 4
     switch_ratio: float = 1.2
     switch_steepness: float = 50.0
+    flip_barrier: float = 12.0
     mass: float = 110.0
 
     #: Force groups of the energy terms (for :meth:`energy_terms`).
-    GROUPS = {"bonds": 0, "angles": 1, "dihedrals": 2, "native": 3, "repulsive": 4, "many_body": 5}
+    GROUPS = {"bonds": 0, "angles": 1, "dihedrals": 2, "native": 3, "repulsive": 4, "many_body": 5, "flip": 6}
 
     def params(self) -> dict:
         """The parameters as a plain dict (for metadata and cache keys)."""
@@ -412,6 +534,12 @@ class GoModel:
             mb.addGlobalParameter("n_c", float(len(contacts)))
             mb.addCollectiveVariable("q_s", qs)
             forces["many_body"] = mb
+        if self.flip_barrier:
+            flip = openmm.CustomTorsionForce("h_flip*sin(theta - phi0)^2")
+            flip.addGlobalParameter("h_flip", self.flip_barrier * eps)
+            flip.addPerTorsionParameter("phi0")
+            flip.addTorsion(*FLIP_DIHEDRAL, [float(ph0[FLIP_DIHEDRAL[0]])])
+            forces["flip"] = flip
         for name, f in forces.items():
             f.setForceGroup(self.GROUPS[name])
             system.addForce(f)
@@ -429,7 +557,7 @@ class GoModel:
         ctx.setPositions(np.asarray(xyz, dtype=float).reshape(-1, 3))
         out = {}
         for name, g in self.GROUPS.items():
-            if name == "many_body" and not self.many_body:
+            if (name == "many_body" and not self.many_body) or (name == "flip" and not self.flip_barrier):
                 continue
             out[name] = ctx.getState(getEnergy=True, groups={g}).getPotentialEnergy()._value
         return out

@@ -17,7 +17,8 @@ from .utils import check_lag
 
 __all__ = ["autocorrelation", "acf_noise", "relaxation_time", "relaxation_times", "relaxation_table", "converged_lag",
            "core_states", "count_transitions", "transitions_per_frames", "transition_rate", "cost_per_time",
-           "first_passage_times", "mean_first_passage_times"]
+           "first_passage_times", "mean_first_passage_times", "milestone", "state_populations",
+           "mfpt_matrix"]
 
 
 # -------------------------------------------------------------------------------------- kinetics
@@ -559,4 +560,133 @@ def mean_first_passage_times(x, lo: float, hi: float, frame_time: float = 1.0, n
         low, high = (np.quantile(boot, [a, 1 - a]) if len(boot) and n >= 3 else (np.nan, np.nan))
         out[key] = {"mean": float(arr[:, 0].mean() * frame_time), "low": float(low * frame_time),
                     "high": float(high * frame_time), "n": int(n)}
+    return out
+
+
+# ------------------------------------------------------------------------------ several core states
+def milestone(labels) -> np.ndarray:
+    """Transition-based (milestoning) states: each frame takes the label of the last core visited.
+
+    Parameters
+    ----------
+    labels : array-like, shape (n_frames,), int
+        Core label of each frame (0 ... K-1), -1 outside every core.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames,), int8
+        The last core visited; -1 before the first core visit.
+    """
+    raw = np.asarray(labels).ravel().astype(np.int8)
+    idx = np.where(raw >= 0, np.arange(len(raw)), -1)
+    np.maximum.accumulate(idx, out=idx)
+    return np.where(idx >= 0, raw[np.maximum(idx, 0)], -1).astype(np.int8)
+
+
+def state_populations(labels, n_states: int, n_blocks: int = 5) -> dict:
+    """Populations of the milestoned states (:func:`milestone`) with block standard errors.
+
+    Parameters
+    ----------
+    labels : array (n_frames,) or list of them, int
+        Core labels, -1 outside every core (frames before a trajectory's first core visit are dropped).
+    n_states : int
+    n_blocks : int
+        Contiguous blocks of all frames laid end to end for the standard error.
+
+    Returns
+    -------
+    dict: ``"p"`` (n_states,) fractions summing to 1, ``"se"`` (n_states,) standard errors.
+    """
+    if int(n_blocks) != n_blocks or n_blocks < 1:
+        raise ValueError(f"n_blocks must be a positive integer, got {n_blocks!r}")
+    s = np.concatenate([milestone(x) for x in _coord_list(labels, "labels")])
+    if s.size and s.max() >= n_states:
+        raise ValueError(f"labels must lie in -1 ... {n_states - 1}, got a label {int(s.max())}")
+    s = s[s >= 0]
+    if 0 < len(s) < n_blocks:
+        raise ValueError(f"{len(s)} labelled frames cannot be cut into n_blocks={n_blocks} blocks")
+    if len(s) == 0:
+        return {"p": np.full(n_states, np.nan), "se": np.full(n_states, np.nan)}
+    p = np.bincount(s, minlength=n_states)[:n_states] / len(s)
+    blocks = [np.bincount(b, minlength=n_states)[:n_states] / max(len(b), 1) for b in np.array_split(s, n_blocks)]
+    se = np.std(blocks, axis=0, ddof=1) / math.sqrt(n_blocks) if n_blocks > 1 else np.full(n_states, np.nan)
+    return {"p": p, "se": se}
+
+
+def mfpt_matrix(labels, n_states: int, frame_time: float = 1.0, n_boot: int = 1000, ci: float = 0.95,
+                n_blocks: int = 20, random_state=None) -> dict:
+    """Mean first-passage times between every ordered pair of core states, with block-bootstrap intervals.
+
+    A passage ``A -> B`` starts at the first entry into core A after a visit to core B and ends at
+    the next entry into B; visits to other cores on the way belong to the passage. Only complete
+    passages count (a trajectory's start is not an entry). With two states these are the passages
+    of :func:`first_passage_times`. Interval: as :func:`mean_first_passage_times` (passages grouped by
+    the contiguous block where they end, blocks resampled).
+
+    Parameters
+    ----------
+    labels : array (n_frames,) or list of them, int
+        Core labels 0 ... n_states-1, -1 outside every core.
+    n_states : int
+    frame_time : float
+        Time between frames; results in its unit.
+    n_boot, ci, n_blocks, random_state
+        Bootstrap settings.
+
+    Returns
+    -------
+    dict with arrays of shape (n_states, n_states) (diagonal NaN): ``"mean"``, ``"low"``, ``"high"``
+    (NaN where there are no passages; intervals NaN with fewer than 3) and ``"n"`` (passages).
+    """
+    if not frame_time > 0:
+        raise ValueError(f"frame_time must be positive, got {frame_time!r}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+    if int(n_boot) != n_boot or n_boot < 1 or int(n_blocks) != n_blocks or n_blocks < 2:
+        raise ValueError(f"n_boot must be >= 1 and n_blocks >= 2 (integers), got {n_boot!r}, {n_blocks!r}")
+    xs = [np.asarray(x).ravel().astype(np.int64) for x in _coord_list(labels, "labels")]
+    if any(len(x) and x.max() >= n_states for x in xs):
+        raise ValueError(f"labels must lie in -1 ... {n_states - 1}")
+    total = sum(len(x) for x in xs)
+    passages = {(a, b): [] for a in range(n_states) for b in range(n_states) if a != b}
+    offset = 0
+    for x in xs:
+        enter = np.flatnonzero(x >= 0)
+        ev_t = enter[np.r_[True, x[enter][1:] != x[enter][:-1]]] if len(enter) else enter   # core entries
+        ev_s = x[ev_t]
+        for b in range(n_states):
+            for a in range(n_states):
+                if a == b:
+                    continue
+                seen_b, start = False, None
+                for t, s in zip(ev_t, ev_s):
+                    if s == b:
+                        if start is not None:
+                            passages[a, b].append((t - start, offset + t))
+                        seen_b, start = True, None
+                    elif s == a and seen_b and start is None:
+                        start = t
+        offset += len(x)
+    rng = np.random.default_rng(random_state)
+    cuts = np.rint(np.linspace(0, total, int(n_blocks) + 1)).astype(np.int64)
+    out = {k: np.full((n_states, n_states), np.nan) for k in ("mean", "low", "high")}
+    out["n"] = np.zeros((n_states, n_states), dtype=int)
+    lo_q = (1 - ci) / 2
+    for (a, b), rows in passages.items():
+        if not rows:
+            continue
+        arr = np.asarray(rows, dtype=np.int64)
+        out["mean"][a, b] = arr[:, 0].mean() * frame_time
+        out["n"][a, b] = len(arr)
+        if len(arr) >= 3:
+            block = np.clip(np.searchsorted(cuts, arr[:, 1], side="right") - 1, 0, int(n_blocks) - 1)
+            ssum = np.bincount(block, weights=arr[:, 0].astype(np.float64), minlength=int(n_blocks))
+            cnt = np.bincount(block, minlength=int(n_blocks)).astype(np.float64)
+            pick = rng.integers(0, int(n_blocks), size=(int(n_boot), int(n_blocks)))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                boot = ssum[pick].sum(1) / cnt[pick].sum(1)
+            boot = boot[np.isfinite(boot)]
+            if len(boot):
+                out["low"][a, b], out["high"][a, b] = np.quantile(boot, [lo_q, 1 - lo_q]) * frame_time
     return out

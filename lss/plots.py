@@ -559,3 +559,113 @@ def trpcage_features(t, q, X, feature_names, unit: str = "", n_show: int = 4000,
     axs[1, 1].set(xlabel="correlation with Q", xlim=(-1, 1))
     fig.tight_layout()
     return fig, corr
+
+
+def trpcage_states(t, q0, flip0, q_all, flip_all, labels_all, unit: str, names=("unfolded", "folded", "flipped")):
+    """The three metastable states of the Go model: F(Q, flip angle), one trajectory's trace, Q per proline state.
+
+    Parameters
+    ----------
+    t : np.ndarray (n,), time of the first trajectory's frames
+    q0, flip0 : np.ndarray (n,), its Q and flip angle (rad)
+    q_all, flip_all : np.ndarray (N,), all frames
+    labels_all : np.ndarray (N,), milestoned state of every frame (-1 before the first core)
+    unit : str, time unit
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 3, figsize=(14, 3.6), gridspec_kw={"width_ratios": [1, 1.6, 1]})
+    deg = np.degrees(np.abs(flip_all))
+    H, xe, ye = np.histogram2d(q_all, deg, bins=(np.linspace(0, 1, 41), np.linspace(0, 180, 37)))
+    with np.errstate(divide="ignore"):
+        F = -np.log(H / H.sum())
+    F -= F[np.isfinite(F)].min()
+    im = axs[0].contourf(0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1]), F.T, levels=np.arange(0, 9, 0.5),
+                         cmap="nipy_spectral")
+    fig.colorbar(im, ax=axs[0], label=r"$F$ [$k_BT$]")
+    for x, y, name in ((0.3, 20, names[0]), (0.95, 20, names[1]), (0.35, 165, names[2])):
+        axs[0].text(x, y, name, color="w", fontsize=8, ha="center", fontweight="bold")
+    axs[0].set(xlabel="Q", ylabel="|flip angle| [deg]", title="free energy: folding x proline flip")
+    ax = axs[1]
+    ax.plot(t, q0, color="0.3", lw=0.4, label="Q")
+    ax.set(xlabel=f"time [{unit}]", ylabel="Q", ylim=(0, 1.05), title="one trajectory")
+    ax2 = ax.twinx()
+    ax2.plot(t, np.degrees(np.abs(flip0)), color="C1", lw=0.4, alpha=0.8, label="|flip angle|")
+    ax2.set(ylabel="|flip angle| [deg]", ylim=(0, 185))
+    ax2.yaxis.label.set_color("C1")
+    ax = axs[2]
+    bins = np.linspace(0, 1, 33)
+    for k, (name, sel) in enumerate((("prolines native", np.abs(flip_all) < np.pi / 3),
+                                     ("prolines flipped", np.abs(flip_all) > 2 * np.pi / 3))):
+        if sel.any():
+            ax.hist(q_all[sel], bins, density=True, histtype="step", lw=1.5, color=f"C{3 * k}",
+                    label=f"{name} ({sel.mean():.0%} of frames)")
+    ax.set(xlabel="Q", ylabel="density", title="cooperativity in each proline state")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def state_comparison(states: dict, style: dict, unit: str, names=("unfolded", "folded", "flipped")):
+    """Populations and mean first-passage times of the metastable states, ensemble by ensemble.
+
+    Parameters
+    ----------
+    states : dict name -> :func:`lss.gomodel.state_kinetics` result
+    style : dict name -> matplotlib line style (``color``, ...)
+    unit : str, time unit of the MFPTs
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1.7]})
+    ks = list(states)
+    w = 0.8 / len(ks)
+    for j, k in enumerate(ks):
+        x = np.arange(len(names)) + (j - (len(ks) - 1) / 2) * w
+        axs[0].bar(x, states[k]["p"], w, yerr=2 * np.asarray(states[k]["se"]), color=style[k]["color"], alpha=0.8,
+                   capsize=2, label=k)
+    axs[0].set_xticks(range(len(names)), names)
+    axs[0].set(ylabel="population", title="state populations (± 2 block s.e.)")
+    axs[0].legend(fontsize=8)
+    pairs = [(a, b) for a in range(len(names)) for b in range(len(names)) if a != b]
+    for j, k in enumerate(ks):
+        mf = states[k]["mfpt"]
+        y = np.arange(len(pairs)) + (j - (len(ks) - 1) / 2) * 0.18
+        mean = np.array([mf["mean"][a, b] for a, b in pairs])
+        lo = np.array([mf["low"][a, b] for a, b in pairs])
+        hi = np.array([mf["high"][a, b] for a, b in pairs])
+        err = np.where(np.isfinite(lo) & np.isfinite(hi), [mean - lo, hi - mean], 0.0)
+        axs[1].errorbar(mean, y, xerr=err, fmt="o", color=style[k]["color"], capsize=2, ms=4, label=k)
+    axs[1].set_yticks(range(len(pairs)), [f"{names[a]} -> {names[b]}" for a, b in pairs])
+    axs[1].set(xscale="log", xlabel=f"mean first-passage time [{unit}]", title="first-passage times (95 % block bootstrap)")
+    axs[1].invert_yaxis()
+    axs[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def free_energy_panels(profiles: dict, style: dict, labels, rmse: dict | None = None, max_dF: float = 6.0):
+    """Free-energy profiles of several ensembles along several coordinates, one panel per coordinate.
+
+    Parameters
+    ----------
+    profiles : dict coordinate index -> dict ensemble -> (centers, F, F_err), F in kT, minimum 0
+    style : dict ensemble -> matplotlib style
+    labels : sequence of str, the coordinates' axis labels
+    rmse : dict coordinate index -> dict ensemble -> float, optional (shown in the panel titles)
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(profiles)
+    fig, axs = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    for ax, (i, prof) in zip(axs[0], profiles.items()):
+        for k, (c, F, E) in prof.items():
+            ax.plot(c, F, label=k, **style[k])
+            if E is not None and k in ("LSS", "MD"):
+                ax.fill_between(c, F - E, F + E, color=style[k]["color"], alpha=0.2)
+        ax.set(xlabel=labels[i], ylabel=r"$F$ [$k_BT$]", ylim=(-0.3, max_dF + 1))
+        if rmse is not None and i in rmse:
+            ax.set_title("RMSE vs reference: " + ", ".join(f"{k} {v:.2f}" for k, v in rmse[i].items()), fontsize=8)
+    axs[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

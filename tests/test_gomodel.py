@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from lss import gomodel as g
+from lss.kinetics import milestone
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +184,133 @@ def test_simulate_many_parallel_equals_serial():
         assert np.array_equal(a.xyz, b.xyz)
     assert not np.array_equal(par[0].xyz, par[1].xyz)
     assert g.trajectory_seeds(5, 2) == g.trajectory_seeds(5, 3)[:2]
+
+
+# ------------------------------------------------------------------- proline flip and the three states
+def rotate_tail(x, alpha):
+    """Native-like structure with beads 18, 19 rotated by ``alpha`` about the axis through beads 16, 17.
+
+    Bonds, angles and the dihedral 16-17-18-19 are unchanged; the dihedral 15-16-17-18 changes by alpha.
+    """
+    a, b = x[16], x[17]
+    k = (b - a) / np.linalg.norm(b - a)
+    y = np.array(x, dtype=float)
+    for i in (18, 19):
+        v = x[i] - a
+        y[i] = a + v * np.cos(alpha) + np.cross(k, v) * np.sin(alpha) + k * np.dot(k, v) * (1 - np.cos(alpha))
+    return y
+
+
+def dihedral(x, idx):
+    """IUPAC dihedral (rad) of beads ``idx`` of one structure (the convention of OpenMM and mdtraj)."""
+    p0, p1, p2, p3 = (np.asarray(x[i], dtype=float) for i in idx)
+    b0, b1, b2 = p1 - p0, p2 - p1, p3 - p2
+    n1, n2 = np.cross(b0, b1), np.cross(b1, b2)
+    return np.arctan2(np.linalg.norm(b1) * np.dot(b0, n2), np.dot(n1, n2))
+
+
+def hand_native_term(x, eps):
+    x0 = g.native_structure().xyz[0].astype(float)
+    c = g.native_contacts()
+    s = np.linalg.norm(x0[c[:, 0]] - x0[c[:, 1]], axis=1)
+    r = np.linalg.norm(x[c[:, 0]] - x[c[:, 1]], axis=1)
+    return float(np.sum(eps * (5 * (s / r) ** 12 - 6 * (s / r) ** 10)))
+
+
+def hand_flip_term(x, flip_barrier, eps):
+    x0 = g.native_structure().xyz[0].astype(float)
+    dphi = dihedral(x, g.FLIP_DIHEDRAL) - dihedral(x0, g.FLIP_DIHEDRAL)
+    return flip_barrier * eps * np.sin(dphi) ** 2
+
+
+def structures():
+    x0 = g.native_structure().xyz[0].astype(float)
+    # "noisy": folded, dphi = -0.61 rad. The model's phi0 comes from float32 mdtraj (6e-8 rad off the
+    # float64 value), so a tiny dphi would make the relative check of h sin^2(dphi) ill-conditioned.
+    rng = np.random.default_rng(2)
+    return {"native": x0, "flipped": rotate_tail(x0, np.pi), "stretched": 1.5 * x0,
+            "rotated_1rad": rotate_tail(x0, 1.0), "rotated_-2.5rad": rotate_tail(x0, -2.5),
+            "noisy": x0 + rng.normal(0, 0.05, x0.shape)}
+
+
+@pytest.mark.parametrize("name", ["native", "flipped", "stretched", "rotated_1rad", "rotated_-2.5rad", "noisy"])
+def test_energy_terms_against_hand_computed_values(model, name):
+    x = structures()[name]
+    e = model.energy_terms(x)
+    assert set(e) == set(g.GoModel.GROUPS)            # the default model has all terms, "flip" included
+    flip = hand_flip_term(x, model.flip_barrier, model.eps)
+    assert e["flip"] == pytest.approx(flip, rel=1e-6, abs=1e-9)
+    assert e["native"] == pytest.approx(hand_native_term(x, model.eps), rel=1e-6)
+    if name in ("native", "stretched", "flipped"):
+        assert flip < 1e-12                           # a minimum of h sin^2(dphi): dphi = 0 or pi
+    if name.startswith("rotated") or name == "flipped":
+        alpha = {"flipped": np.pi, "rotated_1rad": 1.0, "rotated_-2.5rad": -2.5}[name]
+        assert flip == pytest.approx(12.0 * model.eps * np.sin(alpha) ** 2, rel=1e-9, abs=1e-12)
+        # the rotation keeps bonds and angles; only the dihedral 15-16-17-18 moves, by alpha:
+        # K1 [1 - cos(alpha)] + K3 [1 - cos(3 alpha)] with K1 = eps, K3 = eps / 2 (3 eps at alpha = pi)
+        assert abs(e["bonds"]) < 1e-8 and abs(e["angles"]) < 1e-8
+        k_dih = model.eps * ((1 - np.cos(alpha)) + 0.5 * (1 - np.cos(3 * alpha)))
+        assert e["dihedrals"] == pytest.approx(k_dih, rel=1e-6)
+
+
+def test_flip_angle_and_metastable_cores_of_each_basin():
+    s = structures()
+    assert g.flip_angle(s["native"])[0] == pytest.approx(0.0, abs=1e-5)
+    assert abs(g.flip_angle(s["flipped"])[0]) == pytest.approx(np.pi, abs=1e-5)
+    assert abs(g.flip_angle(s["stretched"])[0]) < 1e-5                 # scaling keeps every dihedral
+    assert abs(g.flip_angle(s["rotated_1rad"])[0]) == pytest.approx(1.0, abs=1e-5)
+    assert abs(g.flip_angle(s["rotated_-2.5rad"])[0]) == pytest.approx(2.5, abs=1e-5)
+    between = rotate_tail(s["native"], 1.5)
+    assert abs(g.flip_angle(between)[0]) == pytest.approx(1.5, abs=1e-5)
+    assert g.fraction_native_contacts(s["rotated_1rad"])[0] > g.Q_FOLDED
+    xyz = np.stack([s["native"], s["flipped"], s["stretched"], s["rotated_1rad"], between, s["rotated_-2.5rad"]])
+    # folded, flipped, unfolded; 1 rad < pi/3 keeps the prolines native (folded); 1.5 rad lies between the
+    # proline cores (pi/3, 2 pi/3); 2.5 rad > 2 pi/3 is flipped
+    assert g.metastable_cores(xyz).tolist() == [1, 2, 0, 1, -1, 2]
+    assert g.STATES == ("unfolded", "folded", "flipped")
+    # from precomputed q and flip: the folded/unfolded cores need native prolines, the flipped core takes any Q
+    q = np.array([0.9, 0.3, 0.6, 0.9, 0.3, 0.9])
+    flip = np.array([0.2, -0.2, 0.0, 1.5, -2.5, 3.0])
+    assert g.metastable_cores(q=q, flip=flip).tolist() == [1, 0, -1, -1, 2, 2]
+
+
+def test_flip_angle_has_the_sign_of_phi_minus_phi0():
+    import mdtraj as md
+
+    native = g.native_structure()
+    x = rotate_tail(native.xyz[0].astype(float), 1.0)
+    t = md.Trajectory(x[None].astype(np.float32), native.topology)
+    idx = [list(g.FLIP_DIHEDRAL)]
+    dphi = md.compute_dihedrals(t, idx)[0, 0] - md.compute_dihedrals(native, idx)[0, 0]
+    assert dphi == pytest.approx(1.0, abs=1e-5)
+    assert g.flip_angle(x)[0] == pytest.approx(dphi, abs=1e-5)
+
+
+def test_without_flip_barrier_the_energy_lacks_exactly_the_flip_term(model):
+    plain = g.GoModel(flip_barrier=0)
+    s = structures()
+    for name in ("flipped", "rotated_1rad", "noisy"):
+        x = s[name]
+        e0 = plain.energy_terms(x)
+        assert "flip" not in e0
+        e = model.energy_terms(x)
+        for k, v in e0.items():                       # every other term is the same
+            assert e[k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
+        flip = hand_flip_term(x, model.flip_barrier, model.eps)
+        diff = model.energy_and_forces(x)[0] - plain.energy_and_forces(x)[0]
+        assert diff == pytest.approx(flip, rel=1e-6, abs=1e-9), name
+    assert hand_flip_term(s["rotated_1rad"], 12.0, model.eps) > 10.0    # so the check above is not 0 == 0
+
+
+def test_a_run_from_the_native_start_visits_every_metastable_state():
+    # measured: seeds 0, 1, 2 all visit the three cores within 1e6 steps (seed 1 reaches "flipped" last,
+    # at 7.96e5 steps); seed 0 first reaches unfolded at frame 593 and flipped at frame 1450
+    t = g.simulate(1_000_000, 100, seed=0, platform="Reference")
+    lab = g.metastable_cores(t.xyz)
+    counts = np.bincount(lab + 1, minlength=4)[1:]
+    assert lab[0] == 1                                # starts folded
+    assert np.all(counts >= 500), counts              # measured (3109, 2900, 2019) frames
+    # transitions: the milestoned sequence enters each core after having been in another one
+    s = milestone(lab)
+    entries = s[1:][s[1:] != s[:-1]]
+    assert set(entries.tolist()) == {0, 1, 2}
