@@ -398,12 +398,10 @@ def state_kinetics(q, flip, frame_time: float, stride: int = 1, n_blocks: int = 
     ``"mfpt"``: :func:`lss.kinetics.mfpt_matrix` (``mean``, ``low``, ``high``, ``n``, each (3, 3));
     ``"labels"``: the core labels per trajectory (after ``stride``).
     """
-    from .kinetics import mfpt_matrix, state_populations
+    from .kinetics import state_kinetics as kin
 
     labels = [metastable_cores(q=np.asarray(a)[::stride], flip=np.asarray(b)[::stride]) for a, b in zip(q, flip)]
-    pop = state_populations(labels, len(STATES), n_blocks=n_blocks)
-    mf = mfpt_matrix(labels, len(STATES), frame_time=frame_time * stride, random_state=random_state)
-    return {"p": pop["p"], "se": pop["se"], "mfpt": mf, "labels": labels}
+    return kin(labels, len(STATES), frame_time * stride, n_blocks=n_blocks, random_state=random_state)
 
 
 def count_flips(flip) -> int:

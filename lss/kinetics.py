@@ -18,7 +18,7 @@ from .utils import check_lag
 __all__ = ["autocorrelation", "acf_noise", "relaxation_time", "relaxation_times", "relaxation_table", "converged_lag",
            "core_states", "count_transitions", "transitions_per_frames", "transition_rate", "cost_per_time",
            "first_passage_times", "mean_first_passage_times", "milestone", "state_populations",
-           "mfpt_matrix"]
+           "mfpt_matrix", "state_kinetics"]
 
 
 # -------------------------------------------------------------------------------------- kinetics
@@ -690,3 +690,16 @@ def mfpt_matrix(labels, n_states: int, frame_time: float = 1.0, n_boot: int = 10
             if len(boot):
                 out["low"][a, b], out["high"][a, b] = np.quantile(boot, [lo_q, 1 - lo_q]) * frame_time
     return out
+
+
+def state_kinetics(labels, n_states: int, frame_time: float, n_blocks: int = 5, random_state=None) -> dict:
+    """Populations (:func:`state_populations`) and mean first-passage times (:func:`mfpt_matrix`) of core states.
+
+    Returns
+    -------
+    dict: ``"p"``, ``"se"`` (n_states,), ``"mfpt"`` (the :func:`mfpt_matrix` dict), ``"labels"`` (the input list).
+    """
+    labels = [np.asarray(x) for x in _coord_list(labels, "labels")]
+    pop = state_populations(labels, n_states, n_blocks=n_blocks)
+    mf = mfpt_matrix(labels, n_states, frame_time=frame_time, random_state=random_state)
+    return {"p": pop["p"], "se": pop["se"], "mfpt": mf, "labels": labels}

@@ -551,3 +551,45 @@ def choose_ck_model(latent_trajs, lags, n_states: int = 50, n_sets: int = 2, n_s
             break
     return best[0], best[1], best[2], tries
 
+
+
+def transfer_labels(clusters_md, labels_md, clusters_other, n_clusters: int, purity: float = 0.8) -> list[np.ndarray]:
+    """Core labels for frames known only by their cluster (e.g. latent points the decoder never saw).
+
+    Each cluster takes the core label most of its MD frames carry, when at least ``purity`` of its
+    core-labelled MD frames carry it, and -1 (between cores) otherwise; frames of another ensemble
+    take the label of their cluster. A decoder-independent assignment of the LSS's latent
+    trajectories to the structural states of the MD.
+
+    Parameters
+    ----------
+    clusters_md : list of np.ndarray (n_frames_i,), int
+        Cluster of every MD frame (e.g. ``MSMBaseline.transform``).
+    labels_md : list of np.ndarray (n_frames_i,), int
+        Core label of every MD frame (-1 between cores), same shapes.
+    clusters_other : list of np.ndarray, int
+        Clusters of the other ensemble's frames.
+    n_clusters : int
+    purity : float
+        Smallest fraction of a cluster's labelled MD frames that must agree.
+
+    Returns
+    -------
+    list of np.ndarray, int8: the labels of ``clusters_other``.
+    """
+    c = np.concatenate([np.asarray(x, dtype=np.int64).ravel() for x in clusters_md])
+    lab = np.concatenate([np.asarray(x, dtype=np.int64).ravel() for x in labels_md])
+    if len(c) != len(lab):
+        raise ValueError(f"clusters_md and labels_md hold {len(c)} and {len(lab)} frames")
+    if not 0.5 <= purity <= 1:
+        raise ValueError(f"purity must lie in [0.5, 1], got {purity!r}")
+    keep = lab >= 0
+    n_lab = int(lab.max()) + 1 if keep.any() else 1
+    counts = np.zeros((int(n_clusters), n_lab))
+    np.add.at(counts, (c[keep], lab[keep]), 1)
+    tot = counts.sum(1)
+    best = counts.argmax(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = counts.max(1) >= purity * tot
+    table = np.where(ok & (tot > 0), best, -1).astype(np.int8)
+    return [table[np.asarray(x, dtype=np.int64)] for x in clusters_other]

@@ -576,15 +576,16 @@ def trpcage_states(t, q0, flip0, q_all, flip_all, labels_all, unit: str, names=(
 
     fig, axs = plt.subplots(1, 3, figsize=(14, 3.6), gridspec_kw={"width_ratios": [1, 1.6, 1]})
     deg = np.degrees(np.abs(flip_all))
-    H, xe, ye = np.histogram2d(q_all, deg, bins=(np.linspace(0, 1, 41), np.linspace(0, 180, 37)))
+    n_c = 31                                        # Q takes the values k / 31: one bin per value
+    H, xe, ye = np.histogram2d(q_all, deg, bins=((np.arange(n_c + 2) - 0.5) / n_c, np.linspace(0, 180, 37)))
     with np.errstate(divide="ignore"):
         F = -np.log(H / H.sum())
     F -= F[np.isfinite(F)].min()
     im = axs[0].contourf(0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1]), F.T, levels=np.arange(0, 9, 0.5),
                          cmap="nipy_spectral")
     fig.colorbar(im, ax=axs[0], label=r"$F$ [$k_BT$]")
-    for x, y, name in ((0.3, 20, names[0]), (0.95, 20, names[1]), (0.35, 165, names[2])):
-        axs[0].text(x, y, name, color="w", fontsize=8, ha="center", fontweight="bold")
+    for x, y, name in ((0.3, 75, names[0]), (0.9, 75, names[1]), (0.5, 100, names[2] + " (above)")):
+        axs[0].text(x, y, name, color="k", fontsize=8, ha="center")
     axs[0].set(xlabel="Q", ylabel="|flip angle| [deg]", title="free energy: folding x proline flip")
     ax = axs[1]
     ax.plot(t, q0, color="0.3", lw=0.4, label="Q")
@@ -663,7 +664,7 @@ def free_energy_panels(profiles: dict, style: dict, labels, rmse: dict | None = 
             ax.plot(c, F, label=k, **style[k])
             if E is not None and k in ("LSS", "MD"):
                 ax.fill_between(c, F - E, F + E, color=style[k]["color"], alpha=0.2)
-        ax.set(xlabel=labels[i], ylabel=r"$F$ [$k_BT$]", ylim=(-0.3, max_dF + 1))
+        ax.set(xlabel=labels[i], ylabel=r"$F$ [$k_BT$]", ylim=(-0.3, max_dF + 2))
         if rmse is not None and i in rmse:
             ax.set_title("RMSE vs reference: " + ", ".join(f"{k} {v:.2f}" for k, v in rmse[i].items()), fontsize=8)
     axs[0, 0].legend(fontsize=8)

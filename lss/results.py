@@ -254,6 +254,8 @@ TARGETS: dict[tuple[str, str], Target] = {
                                                                    text="every state within {} kT"),
     ("trpcage", "state_mfpt_rel_error_lss_vs_reference"): Target("max", 0.30, per_profile={"class": None},
                                                                  text="every ordered pair within {}"),
+    ("trpcage", "state_mfpt_rel_error_lss_latent_vs_reference"): Target("max", 0.30, per_profile={"class": None},
+                                                                        text="every ordered pair within {}"),
 }
 
 

@@ -214,6 +214,30 @@ def variance_concentration(psi) -> np.ndarray:
     return out
 
 
+def rare_mode_frames(srv, X, mode: int, n_sd: float = 4.0) -> np.ndarray:
+    """The frames that carry an eigenfunction: those in its far tail (the diagnostic of a rare mode).
+
+    Parameters
+    ----------
+    srv : SRV
+        A fitted SRV.
+    X : np.ndarray (n_frames, n_features) or list of them
+        Features, as given to ``srv.fit``.
+    mode : int
+        Eigenfunction index (0 = slowest), e.g. one of ``srv.rare_modes_``.
+    n_sd : float
+        A frame is in the tail when the (unit-variance, zero-mean) eigenfunction exceeds ``n_sd`` in
+        absolute value.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames,) (all trajectories laid end to end), bool
+    """
+    psi = srv.transform(X, modes=[int(mode)])
+    psi = np.concatenate(psi) if isinstance(psi, list) else psi
+    return np.abs(np.asarray(psi)[:, 0]) > n_sd
+
+
 # ------------------------------------------------------------------------ basis and coordinates
 @torch.no_grad()
 def _basis(net, trajs, mean, scale, chunk: int = 65536) -> list[np.ndarray]:
@@ -410,9 +434,9 @@ class SRV(Estimator):
             highest = max(modes)
         else:
             modes = None
-            highest = int(m) - 1 if m is not None else 5
-        n_out = highest + 3 if self.n_output is None else int(self.n_output)
-        if n_out <= highest or n_out < 2:
+            highest = int(m) - 1 if m is not None else None       # None: the criteria choose, any width >= 2
+        n_out = (highest if highest is not None else 5) + 3 if self.n_output is None else int(self.n_output)
+        if (highest is not None and n_out <= highest) or n_out < 2:
             raise ValueError(f"n_output={self.n_output} is too small: it must exceed the highest mode index "
                              f"kept ({highest}) and be at least 2")
         return modes, n_out

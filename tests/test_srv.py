@@ -12,6 +12,7 @@ from lss import fourwell
 from lss.latent import LatentTrajectories, load_latent
 from lss.srv import (SRV, choose_n_components, implied_timescales_vs_lag,
                      variance_concentration)
+from lss.srv import rare_mode_frames
 
 STRIDE = 5        # BD steps per frame
 LAG = 10          # frames (50 BD steps; exact lambda_1 = 0.900, t_1 = 94.6 frames)
@@ -252,3 +253,70 @@ def test_variance_concentration_flags_rare_states():
     assert c[1] == pytest.approx(0.25, abs=0.02)
     assert c[2] < 0.005
     assert variance_concentration([g[:1000, None], g[1000:2000, None]]).shape == (1,)
+
+
+# A/B exchange slowly but often (timescale ~100 frames, ~100 transitions); R is entered rarely from A
+# (~2 visits per 10,000 frames) and left slowly (mean visit 15 frames): ~0.3 % of the frames.
+RARE_P = np.array([[1 - 0.005 - 4e-4, 0.005, 4e-4],
+                   [0.005, 0.995, 0.0],
+                   [1 / 15, 0.0, 1 - 1 / 15]])
+RARE_MEANS = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 5.0]])     # A, B, R in the first two features
+
+
+def rare_state_toy(n_frames=20_000, n_trajs=2, seed=0):
+    """Trajectories of the 3-state chain ``RARE_P`` (start in A): states (int) and 4 features each.
+
+    Features: the state's mean plus N(0, 0.5^2) noise (2 dims; R is 5 noise sd from A), and 2 dims of
+    white N(0, 1) noise (no slow content). Returns (list of states, list of float32 features).
+    """
+    rng = np.random.default_rng(seed)
+    cum = np.cumsum(RARE_P, axis=1)
+    states, feats = [], []
+    for _ in range(n_trajs):
+        u = rng.random(n_frames)
+        s = np.zeros(n_frames, dtype=int)
+        for t in range(1, n_frames):
+            s[t] = min(int(np.searchsorted(cum[s[t - 1]], u[t], side="right")), 2)
+        x = np.concatenate([RARE_MEANS[s] + 0.5 * rng.standard_normal((n_frames, 2)),
+                            rng.standard_normal((n_frames, 2))], axis=1)
+        states.append(s)
+        feats.append(x.astype(np.float32))
+    return states, feats
+
+
+def test_rare_slow_state_is_dropped_and_its_frames_named():
+    lag, ratio, cut = 2, 2.0, 0.02
+    # By construction: R has its own slow relaxation, slower than the timescale criterion.
+    w, vl = np.linalg.eig(np.linalg.matrix_power(RARE_P, lag).T)     # left eigenvectors
+    order = np.argsort(-w.real)
+    w, vl = w.real[order], vl.real[:, order]
+    t_exact = -lag / np.log(w[1:])
+    r_exact = 1 + int(np.argmax(np.abs(vl[2, 1:]) / np.abs(vl[:, 1:]).sum(0)))   # density mode on R
+    assert r_exact == 2 and t_exact[r_exact - 1] >= ratio * lag      # A/B ~100 frames, R ~14 frames
+    states, X = rare_state_toy(seed=3)
+    s = np.concatenate(states)
+    in_r = s == 2
+    assert 0.002 <= in_r.mean() <= 0.004 and np.sum(np.diff(in_r.astype(int)) == 1) >= 4
+
+    kw = dict(n_components=None, lag=lag, min_timescale_ratio=ratio, n_output=6, hidden=(16, 16),
+              batch_size=2000, max_epochs=30, patience=10, random_state=0)
+    srv = SRV(**kw, rare_fraction=cut).fit(X)
+    psi = np.concatenate(srv.transform(X, modes=range(srv.n_output_))).astype(np.float64)
+    corr = lambda ind: np.abs([np.corrcoef(psi[:, i], ind)[0, 1] for i in range(srv.n_output_)])
+    r, ab = int(np.argmax(corr(in_r))), int(np.argmax(corr(s == 1)))
+    assert r != ab and corr(in_r)[r] > 0.9 and corr(s == 1)[ab] > 0.9
+    conc = srv.variance_concentration_
+    assert conc[r] < cut < conc[ab]                      # ~0.0015 (half of R's 0.3 %) and ~0.25
+    assert srv.timescales_[r] >= ratio * lag             # slow enough: only the rare rule drops it
+    assert r in srv.rare_modes_ and r not in srv.modes_
+    assert ab in srv.modes_ and ab not in srv.rare_modes_
+    assert f"rare: {list(srv.rare_modes_)}" in srv.dimension_rule_
+
+    flagged = rare_mode_frames(srv, X, r)
+    assert flagged.dtype == bool and flagged.shape == (len(s),) and flagged.any()
+    assert in_r[flagged].mean() >= 0.9                   # the tail is R ...
+    assert flagged[in_r].mean() >= 0.5                   # ... and most of R is in the tail
+
+    keep = SRV(**kw, rare_fraction=0.0).fit(X)           # same network; the rare rule switched off
+    np.testing.assert_allclose(keep.eigenvalues_, srv.eigenvalues_, rtol=1e-6)
+    assert r in keep.modes_ and ab in keep.modes_ and keep.rare_modes_ == ()
