@@ -37,6 +37,16 @@ Many-body cooperativity term (an addition to Clementi 2000)
     1.8 kT above the unfolded minimum (cpu profile of notebook 02).
     ``GoModel(many_body=0)`` gives the plain Clementi-style model.
 
+A rare proline flip: the second slow process (an addition, not in Clementi 2000)
+    ``E_flip = h sin^2(phi - phi0)`` on the pseudo-dihedral of R16-P17-P18-P19 (beads
+    ``FLIP_DIHEDRAL``), ``h = flip_barrier * eps`` (default 12 eps = 7.6 kT at 300 K). With the
+    model's own dihedral terms it makes two minima, native (phi0) and flipped (phi0 + pi, about
+    2 kT higher, P18/P19 pulled off the helix, so folding is rarer while flipped), separated by a
+    barrier set by ``h``: the analogue of the paper's Pro18 state (its section 2.1 and Fig. 4). The
+    model then has three metastable states (:func:`metastable_cores`: unfolded, folded, flipped).
+    Measured (``data/README.md``): a flip about every 2e5 steps, 11 % of the frames flipped, no
+    measurable cost per step; ``GoModel(flip_barrier=0)`` is the one-process model.
+
 Units are OpenMM's: nm, ps, kJ/mol, amu, K. ``eps = 1.58 kJ/mol`` puts the folding temperature near
 300 K (the thermodynamics depends on ``k_B T / eps`` only). Time is *model time*: 1e7 steps of
 20 fs are 200 ns of model time, in which this model folds hundreds of times; it is not Trp-cage's
