@@ -243,7 +243,7 @@ TARGETS: dict[tuple[str, str], Target] = {
     ("trpcage", "reference_length_factor"): Target("min", 20, per_profile={"class": 2}),
     # 07: the LSS against the converged reference
     ("trpcage", "fe_rmse_lss_vs_reference"): Target("max", 0.5, per_profile={"class": 1.0}),
-    ("trpcage", "t1_rel_error_lss_vs_reference"): Target("max", 0.20),
+    ("trpcage", "t1_rel_error_lss_vs_reference"): Target("max", 0.20, per_profile={"class": None}),  # class: ~25 flips in its reference
     ("trpcage", "rg_mean_error_lss_vs_reference"): Target("max", 0.03),
     ("trpcage", "rate_rel_error_lss_vs_reference"): Target("max", 0.30),
     ("trpcage", "mfpt_rel_error_lss_vs_reference"): Target("max", 0.30, text="folding and unfolding each within {}"),
