@@ -1,9 +1,19 @@
 import os
+import time
 
 import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+#: when this test session began: the browser check reuses smoke outputs written after it (tests/test_browser.py)
+os.environ["LSS_TEST_SESSION_START"] = repr(time.time())
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The browser check runs last, after nbval has run notebooks 02-05, whose smoke outputs it reuses."""
+    browser = [i for i in items if i.nodeid.startswith("tests/test_browser.py")]
+    if browser and len(browser) < len(items):
+        items[:] = [i for i in items if i not in browser] + browser
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,10 @@ defaults (the smoke parameters), and asserts that
 * the static 3-D figure of ``lss.viewer.show_structures`` rendered as an image.
 
 The screenshot is saved as ``runs/browser/06_viewer.png`` (with crops of the canvas and the figure).
-Notebook 06 reads the smoke outputs of notebooks 02-05: the test makes them with the runner
-(``python -m lss.reproduce --profile smoke --only 02_trpcage_data ...``), whose cache skips every
-step whose inputs did not change, so it does not depend on test order or on nbval having run.
+Notebook 06 reads the smoke outputs of notebooks 02-05. In ``make test`` the test runs last
+(``tests/conftest.py``), after nbval has run those notebooks with the same smoke parameters, and reuses
+what they wrote in this session; run on its own, it makes them with the runner (``python -m
+lss.reproduce --profile smoke --only 02_trpcage_data ...``, whose cache skips unchanged steps).
 
 Where Chromium or playwright is missing the test prints one line saying how to install them and
 skips; with ``LSS_REQUIRE_BROWSER=1`` (set by ``.ci/run``) it fails instead.
@@ -115,8 +116,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _make_prerequisites(deadline: float) -> None:
-    """Smoke outputs of 02-05 through the runner (cached steps are skipped in a second or two)."""
+def _written_this_session() -> bool:
+    """Whether every file of the smoke outputs of 02-05 was written during this test session (by nbval's
+    run of those notebooks, which conftest.py orders before this test): then they are reused as they are."""
+    start = float(os.environ.get("LSS_TEST_SESSION_START", "inf"))
+    for step in PREREQUISITES:
+        d = paths.root() / "runs" / "smoke" / step
+        files = [p for p in d.rglob("*") if p.is_file()] if d.is_dir() else []
+        if not files or min(p.stat().st_mtime for p in files) < start:
+            return False
+    return True
+
+
+def _make_prerequisites(deadline: float) -> str:
+    """Smoke outputs of 02-05: reused when nbval wrote them in this session, else made by the runner
+    (whose cache skips unchanged steps in a second or two). Returns which."""
+    if _written_this_session():
+        return "reused from this session's nbval run"
     cmd = [sys.executable, "-m", "lss.reproduce", "--profile", "smoke"]
     for step in PREREQUISITES:
         cmd += ["--only", step]
@@ -125,6 +141,7 @@ def _make_prerequisites(deadline: float) -> None:
                        timeout=max(10, deadline - time.monotonic() - 60))   # JupyterLab + notebook 06: 23-32 s measured
     if r.returncode:
         pytest.fail(f"the smoke outputs of notebooks 02-05 could not be made:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return "made by the runner"
 
 
 def _write_jupyter_config(tmp: Path, token: str, work: Path) -> dict[str, str]:
@@ -233,7 +250,7 @@ def test_notebook_06_draws_the_viewer_in_jupyterlab(tmp_path, capsys):
 
     t0 = time.monotonic()
     deadline = t0 + BUDGET_S
-    _make_prerequisites(deadline)
+    how = _make_prerequisites(deadline)
     t_prereq = time.monotonic() - t0
 
     work = tmp_path / "work"
@@ -313,7 +330,7 @@ def test_notebook_06_draws_the_viewer_in_jupyterlab(tmp_path, capsys):
     assert fig_drawn > 0.01, f"the static figure is blank ({fig_drawn:.2%} drawn pixels)"
     total = time.monotonic() - t0
     with capsys.disabled():
-        print(f"\nbrowser check: prerequisites {t_prereq:.0f} s, JupyterLab + notebook 06 {t_run - t_prereq:.0f} s, "
+        print(f"\nbrowser check: prerequisites {t_prereq:.0f} s ({how}), JupyterLab + notebook 06 {t_run - t_prereq:.0f} s, "
               f"total {total:.0f} s; canvas {drawn:.1%} drawn, figure {natural[0]}x{natural[1]} px; "
               f"screenshot {shots / '06_viewer.png'}")
     assert total < 180, f"the browser check took {total:.0f} s (budget: under 3 minutes)"
