@@ -62,14 +62,52 @@ def quantile_map(values: torch.Tensor, q_from: torch.Tensor, q_to: torch.Tensor)
     n_levels = q_from.shape[1]
     v = values.t().contiguous()                                        # (n_columns, n_frames)
     qf, qt = q_from.to(v.dtype).contiguous(), q_to.to(v.dtype).contiguous()
-    hi = torch.searchsorted(qf, v).clamp_(1, n_levels - 1)
-    lo_v, hi_v = qf.gather(1, hi - 1), qf.gather(1, hi)
-    t = (v - lo_v).div_((hi_v - lo_v).clamp_min_(1e-12)).clamp_(0.0, 1.0)
-    pos = t.add_(hi - 1)                                               # fractional level index
-    i0 = pos.floor().long().clamp_(max=n_levels - 2)
-    frac = pos.sub_(i0)
-    a, b = qt.gather(1, i0), qt.gather(1, i0 + 1)
-    return a.add_(frac.mul_(b - a)).t()
+    hi = sorted_brackets(qf, v).clamp_(1, n_levels - 1)
+    lo = hi - 1
+    lo_v, hi_v = qf.gather(1, lo), qf.gather(1, hi)
+    t = (v - lo_v).div_((hi_v - lo_v).clamp_min_(1e-12)).clamp_(0.0, 1.0)   # position between the levels
+    a, b = qt.gather(1, lo), qt.gather(1, hi)
+    return b.sub_(a).mul_(t).add_(a).t()
+
+
+def sorted_brackets(sorted_rows: torch.Tensor, values: torch.Tensor, cells: int = 2048) -> torch.Tensor:
+    """``torch.searchsorted(sorted_rows, values)`` (the number of entries below each value, row by row),
+    found through a uniform grid over each row's range instead of a binary search.
+
+    The grid's cells give each value a first guess (the entries below its cell's left neighbour); as many
+    steps as a window of three cells holds entries (1 for the angle tables of ``fixed_angles``) finish it.
+    The same indices as ``torch.searchsorted`` (tested, with ties and values outside the range), measured
+    3x faster on 18 columns x 8,192 frames (2.5 ms instead of 8.2 ms: the binary search mispredicts
+    its branches).
+
+    Parameters
+    ----------
+    sorted_rows : torch.Tensor, shape (n_rows, n)
+        Non-decreasing rows.
+    values : torch.Tensor, shape (n_rows, m)
+        Values (NaN gives 0).
+    cells : int
+        Grid cells per row.
+
+    Returns
+    -------
+    torch.Tensor, shape (n_rows, m), int64, in ``[0, n]``
+    """
+    r, n = sorted_rows.shape
+    dev = sorted_rows.device
+    lo = sorted_rows[:, :1]
+    scale = cells / (sorted_rows[:, -1:] - lo).clamp_min(1e-30)
+    edges = lo + torch.arange(cells + 1, dtype=sorted_rows.dtype, device=dev) / scale
+    below = torch.cat([torch.searchsorted(sorted_rows, edges),           # entries below each left edge
+                       torch.full((r, 1), n, dtype=torch.long, device=dev)], 1)
+    c = torch.arange(cells, device=dev)
+    steps = int((below[:, (c + 2).clamp(max=cells + 1)] - below[:, (c - 1).clamp(min=0)]).max())
+    # the cell's left neighbour: a rounding error of one cell either way stays inside the window
+    cell = (values - lo).mul_(scale).floor_().clamp_(1, cells - 1).nan_to_num_(1.0)   # NaN: 0, as below the range
+    idx = below.gather(1, cell.long().sub_(1))
+    for _ in range(steps):
+        idx += (sorted_rows.gather(1, idx.clamp(max=n - 1)) < values) & (idx < n)
+    return idx
 
 
 def angle_quantiles(xyz: np.ndarray, levels: np.ndarray = ANGLE_LEVELS, chunk: int = 65536) -> np.ndarray:
@@ -99,12 +137,15 @@ class Decoder(Estimator):
 
     ``fixed_angles`` acts with ``fixed_bonds`` only (the ``i, i+2`` distances are set with the fixed
     bond lengths). Cost: 4 Gauss-Newton steps of :func:`lss.structure.project_chain_` on every frame,
-    4 more on the ~10 % that need them (cpu profile), about 10 us of CPU per 20-atom frame, far more
-    than the bonds alone (each step is ~1,000 small torch operations along the chain). Measured with
-    the cpu profile's flow decoding 1,044,100 frames on 2 nearly idle cores: 10.3 s with bonds only,
-    21.1 s with ``fixed_angles`` (+10.8 s; on 2 loaded cores, interleaved runs of 131,072 frames:
-    1.06 s and 2.41 s). The projection runs on one intra-op thread: on a loaded machine two threads
-    were 4x slower (idle: 1.5x faster). A compiled kernel would remove most of the difference.
+    4 more on the ~12 % that need them (cpu profile), about 4 us of CPU per 20-atom frame in all, far
+    more than the bonds alone (each step is ~700 torch operations on rows of frames). Measured on one
+    core with the cpu profile's flow decoder (``benchmarks/generation.py --projection-only``, 1e6
+    frames in batches of 8,192, median of 3 interleaved repeats, load average 0.7-0.8): the fixed
+    geometry costs 0.9 s of CPU per 1e6 frames with bonds only, 4.3 s with ``fixed_angles`` (9.9 s with
+    the previous projection); decoding alone costs ~8.4 s. The paper-sized ensemble (1,044,100 frames,
+    ``LatentSpaceSimulator.generate`` on 2 cores at load 0.7-1.6, interleaved) took 11.1-12.1 s, against
+    22.8-25.5 s with the previous projection, angle map and decoder schedule. The projection runs on one
+    intra-op thread: on a loaded machine two threads were 4x slower (idle: 1.5x faster).
     """
 
     # ------------------------------------------------------------------------------ fitting helpers
@@ -172,9 +213,9 @@ class Decoder(Estimator):
         draws for the same chunk; the angles draw nothing, so the random stream is that of bonds
         only); each angle target is the quantile map of the decoded angle; then the atoms are moved as
         little as possible to match: 4 Gauss-Newton steps, 4 more for the frames not within
-        :data:`GEOMETRY_TOL` after them, 16 from the decoded chain for those still not within it; frames
-        that do not converge then get
-        the bond projection of their decoded chain instead and are counted in ``angle_fallbacks_``.
+        :data:`GEOMETRY_TOL` after them, 8 more (16 in all) for those still not within it; frames that do
+        not converge then get the bond projection of their decoded chain instead and are counted in
+        ``angle_fallbacks_``.
         """
         a = self.n_atoms_
         if not self.fixed_bonds or a < 2:
@@ -190,7 +231,7 @@ class Decoder(Estimator):
         q_dec = torch.as_tensor(self.angle_quantiles_decoded_, dtype=torch.float32, device=dev)
         q_md = torch.as_tensor(self.angle_quantiles_md_, dtype=torch.float32, device=dev)
         seconds = second_distances(lengths, quantile_map(chain_angles(xv), q_dec, q_md))
-        # one intra-op thread: ~1,000 small operations per step, which extra threads only synchronise
+        # one intra-op thread: ~700 small operations per step, which extra threads only synchronise
         # (measured: 4x slower on 2 threads of a loaded machine)
         with torch_threads(1 if dev.type == "cpu" else None):
             raw = xv.clone()
@@ -199,15 +240,15 @@ class Decoder(Estimator):
             if bool(ok.all()):
                 return
             # the frames with the largest corrections (about 10 % on the cpu profile): 4 more steps,
-            # then 16 from the decoded chain, then bonds only
+            # then 8 more (16 from the decoded chain), then bonds only
             bad = (~ok).nonzero().squeeze(1)
             y = xv[bad]
             ok2 = project_chain_(y, lengths[bad], seconds[bad], n_iter=4, tol=GEOMETRY_TOL, stop_early=False)
             if not bool(ok2.all()):
                 worse = (~ok2).nonzero().squeeze(1)
                 idx = bad[worse]
-                z = raw[idx]
-                ok3 = project_chain_(z, lengths[idx], seconds[idx], n_iter=16, tol=GEOMETRY_TOL, stop_early=False)
+                z = y[worse]
+                ok3 = project_chain_(z, lengths[idx], seconds[idx], n_iter=8, tol=GEOMETRY_TOL, stop_early=False)
                 if not bool(ok3.all()):
                     fail = (~ok3).nonzero().squeeze(1)
                     z[fail] = project_bonds_(raw[idx[fail]], lengths[idx[fail]])

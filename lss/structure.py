@@ -14,6 +14,7 @@ together, i.e. bonds and bond angles (the decoders' ``fixed_angles``): only the 
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import torch
@@ -171,6 +172,111 @@ def chain_constraints(n_atoms: int) -> tuple[np.ndarray, int, np.ndarray]:
     return pairs, bandwidth, signs
 
 
+#: frames per block of :func:`project_chain_` on a CPU (larger inputs are projected block by block):
+#: the fastest per frame, measured 0.78 us of CPU per frame and Gauss-Newton step (20 atoms), within 5 %
+#: from 4,096 to 16,384 frames, 1.0 us at 2,048, 1.6 us at 1,024 (the cost of each of the ~700 row
+#: operations per step, ~1.5 us, dominates); its work arrays take 24 MB of float32 per thread
+CHAIN_BLOCK = 8192
+#: blocks of at most this many frames solve ``J J^T`` as dense matrices (batched Cholesky, ~6.5 us per
+#: frame and step) instead of the band solver, whose ~700 row operations cost ~1.2 ms per step whatever
+#: the number of frames (measured crossover ~150 frames)
+CHAIN_DENSE_FRAMES = 128
+#: the nonzero entries of the band of ``J J^T`` (:func:`chain_constraints`): ``(k, first row, row step)``
+#: of the ``(J J^T)(p, p - k)``, +1 times ``e_p . e_{p-k}`` for ``k = 1``, -1 times it for ``k >= 2``
+_BAND_ROWS = ((1, 1, 1), (2, 2, 2), (3, 3, 1), (4, 5, 2))
+
+
+@functools.lru_cache(maxsize=16)
+def _chain_ldl_plan(n_atoms: int) -> tuple[int, int, tuple, tuple]:
+    """Symbolic banded LDL^T of the chain constraints (:func:`chain_constraints`): which entries of
+    ``L`` are nonzero (the band of ``J J^T`` without its structural zeros, plus the fill-in).
+
+    Returns
+    -------
+    bw, n : int
+        Bandwidth and number of constraints.
+    rows : tuple
+        Per row ``p``: ``((k, fills), ...)`` for each nonzero ``L(p, p - k)``, ``k`` descending, with
+        ``fills`` the pairs ``(p - j, q - j)`` of the ``j < q = p - k`` where ``L(p, j) L(q, j) != 0``.
+    cols : tuple
+        Per column ``q``: the ``k`` of the nonzero ``L(q + k, q)`` (back substitution).
+    """
+    pairs, bw, signs = chain_constraints(n_atoms)
+    n = len(pairs)
+    for k, start, step in _BAND_ROWS[:bw]:                             # the band as the solver builds it
+        expect = np.zeros(n)
+        expect[start::step] = 1.0 if k == 1 else -1.0
+        if not np.array_equal(signs[k], expect):
+            raise AssertionError(f"the band of J J^T is not the one _BAND_ROWS describes (k = {k})")
+    nz = np.zeros((n, n), dtype=bool)                                  # nz[p, q]: L(p, q) != 0, q < p
+    for k in range(1, bw + 1):
+        nz[np.arange(k, n), np.arange(n - k)] = signs[k, k:] != 0
+    for q in range(n):                                                 # fill-in, column by column
+        for p in range(q + 1, min(n, q + bw + 1)):
+            nz[p, q] |= any(nz[p, j] and nz[q, j] for j in range(max(0, p - bw), q))
+    rows = tuple(tuple((k, tuple((p - j, p - k - j) for j in range(max(0, p - bw), p - k)
+                                 if nz[p, j] and nz[p - k, j]))
+                       for k in range(min(p, bw), 0, -1) if nz[p, p - k]) for p in range(n))
+    cols = tuple(tuple(k for k in range(1, min(n - 1 - q, bw) + 1) if nz[q + k, q]) for q in range(n))
+    return bw, n, rows, cols
+
+
+class _ChainWork:
+    """Work arrays of :func:`project_chain_` for up to ``capacity`` frames, reused from call to call
+    (one set per thread, dtype and atom count, on the CPU): fresh arrays of several MB cost page
+    faults at every call (measured 3.5 ms per pair of 6 MB arrays, as much as a Gauss-Newton step)."""
+
+    def __init__(self, n_atoms: int, capacity: int, dtype, device):
+        bw, n, _, _ = _chain_ldl_plan(n_atoms)
+        new = functools.partial(torch.empty, dtype=dtype, device=device)
+        self.n_atoms, self.capacity, self.frames, self.program = n_atoms, capacity, None, None
+        self.y = new((3, n_atoms, capacity))                           # coordinates, (xyz, atom, frame)
+        self.target = new((n, capacity))
+        self.d = new((3, n, capacity))                                 # pair vectors, then unit vectors
+        self.nx = new((n, capacity))                                   # -(x component of the unit vectors)
+        self.r = new((n, capacity))                                    # pair distances
+        self.rhs = new((n, capacity))                                  # -g, then the multipliers
+        self.band = new((bw + 1, n, capacity))                         # (J J^T)(p, p - k), then W
+        self.low = new((bw + 1, n, capacity))                          # L(p, p - k)
+        self.inv = new((n, capacity))                                  # 1 / D(p)
+
+    def ldl_program(self, f: int):
+        """The row operations of the band solver on ``f`` frames as lists of row views (rebuilt when
+        ``f`` changes; indexing inside the loops would cost more than the arithmetic).
+
+        Returns ``(factor, back)``: ``factor[p] = (D(p), 1/D(p), lam(p), entries)`` with ``entries``
+        ``(W(p, q), L(p, q), 1/D(q), lam(q), fills)`` for each nonzero ``L(p, q = p - k)`` and ``fills``
+        the row pairs ``(W(p, j), L(q, j))``; ``back[q] = (lam(q), ((L(q + k, q), lam(q + k)), ...))``.
+        """
+        if self.frames != f:
+            bw, n, plan, cols = _chain_ldl_plan(self.n_atoms)
+            c = self.capacity
+            B, L, inv, lam = (a.view(-1, c)[:, :f].unbind(0) for a in (self.band, self.low, self.inv, self.rhs))
+            factor = tuple((B[p], inv[p], lam[p],
+                            tuple((B[k * n + p], L[k * n + p], inv[p - k], lam[p - k],
+                                   tuple((B[a * n + p], L[b * n + p - k]) for a, b in fills))
+                                  for k, fills in row))
+                           for p, row in enumerate(plan))
+            back = tuple((lam[q], tuple((L[k * n + q + k], lam[q + k]) for k in cols[q])) for q in range(n - 1))
+            self.program, self.frames = (factor, back[::-1]), f
+        return self.program
+
+
+_CHAIN_WORK = threading.local()
+
+
+def _chain_work(n_atoms: int, frames: int, dtype, device) -> _ChainWork:
+    """This thread's work arrays for ``frames`` frames on a CPU (grown when too small); new ones elsewhere."""
+    if device.type != "cpu":                                           # the caching allocator reuses memory
+        return _ChainWork(n_atoms, frames, dtype, device)
+    cache = _CHAIN_WORK.__dict__.setdefault("work", {})
+    key = (n_atoms, dtype)
+    w = cache.get(key)
+    if w is None or w.capacity < frames:
+        w = cache[key] = _ChainWork(n_atoms, max(frames, min(CHAIN_BLOCK, 1024)), dtype, device)
+    return w
+
+
 @torch.no_grad()
 def project_chain_(x: torch.Tensor, bonds: torch.Tensor, seconds: torch.Tensor, n_iter: int = 8,
                    tol: float = 1e-5, damping: float = 1e-6, stop_early: bool = True) -> torch.Tensor:
@@ -181,19 +287,27 @@ def project_chain_(x: torch.Tensor, bonds: torch.Tensor, seconds: torch.Tensor, 
     masses, as :func:`project_bonds_`: each step is the minimal-norm displacement ``dx = J^T lam`` that
     zeroes the linearised errors of all ``2 n_atoms - 3`` constraints, ``(J J^T + damping) lam = -g``, a
     symmetric positive definite band matrix (bandwidth 4, :func:`chain_constraints`) factorised per
-    frame by a banded LDL^T along the chain, batched over frames. Iterations stop early once every
-    frame is within ``tol`` (``stop_early``; without it each frame's result does not depend on the
-    other frames of the batch, which the decoders need for output independent of chunking). ``damping`` keeps the system regular for a straight angle (a bond and its
-    ``i, i+2`` distance parallel). Frames that are not within ``tol`` after ``n_iter`` steps (or
-    became NaN) are reported, not fixed: the caller decides (the decoders fall back to bonds only).
+    frame by a banded LDL^T along the chain (its structural zeros skipped), batched over frames: one
+    torch operation per entry of the factor, on a row of frames. The frames are projected in blocks of
+    :data:`CHAIN_BLOCK`; a block of at most :data:`CHAIN_DENSE_FRAMES` frames (the few frames that need
+    more steps) solves the same system as dense matrices instead (batched Cholesky), which costs less
+    than the row operations there. Iterations stop early once every frame of a block is within ``tol``
+    (``stop_early``; without it each frame's result does not depend on the other frames, which the
+    decoders need for output independent of chunking). ``damping`` keeps the system regular for a
+    straight angle (a bond and its ``i, i+2`` distance parallel). Frames that are not within ``tol``
+    after ``n_iter`` steps (or became NaN) are reported, not fixed: the caller decides (the decoders
+    fall back to bonds only).
 
     Convergence, measured on 8,192 random 20-atom chains with Cartesian noise of 0.03 nm and every
     angle target moved by 0.2 rad (sd): the median bond error after 2, 3, 4 steps is 2.5e-3, 1.5e-5,
     1e-7 nm (quadratic), but the frames with the largest corrections take longer: 19 %, 1 %, 0.2 %
     and 0.05 % of the frames are above 1e-4 nm after 3, 4, 5 and 6 steps. On the cpu profile's flow
-    decoder 9.8 %, 1.1 %, 0.2 % and 0.02 % after 4, 5, 6 and 8 steps. Cost: about 1,000 torch
-    operations on rows of frames per step (0.2 s per step for 32,768 frames on one loaded core); see
-    :class:`lss.decoder.Decoder` (``fixed_angles``).
+    decoder 9.8 %, 1.1 %, 0.2 % and 0.02 % after 4, 5, 6 and 8 steps. Cost per step on one core, 20
+    atoms, measured on flow-decoded chains (interleaved with the previous implementation, which built
+    new arrays and indexed rows inside the loops at every call): 6.6 ms for 8,192 frames (previously
+    12.3 ms), 1.6 ms for 1,000 (4.3 ms), 0.27 ms for 5 (3.7 ms); see :class:`lss.decoder.Decoder`
+    (``fixed_angles``). The work arrays are kept from call to call, one set per thread (24 MB for a
+    block of 20-atom frames).
 
     Parameters
     ----------
@@ -210,7 +324,7 @@ def project_chain_(x: torch.Tensor, bonds: torch.Tensor, seconds: torch.Tensor, 
     damping : float
         Added to the diagonal of ``J J^T`` (whose diagonal is 2).
     stop_early : bool
-        Stop once every frame of the batch is within ``tol``; False: always ``n_iter`` steps.
+        Stop once every frame of a block is within ``tol``; False: always ``n_iter`` steps.
 
     Returns
     -------
@@ -222,67 +336,108 @@ def project_chain_(x: torch.Tensor, bonds: torch.Tensor, seconds: torch.Tensor, 
         if n_atoms == 2:
             project_bonds_(x, bonds)
         return torch.ones(n_frames, dtype=torch.bool, device=x.device)
-    _, bw, signs = chain_constraints(n_atoms)
-    n = 2 * n_atoms - 3
-    dev = x.device
-    sg = torch.tensor(signs, device=dev)[:, :, None]                   # (bw + 1, n, 1)
-    target = torch.empty((n, n_frames), dtype=x.dtype, device=dev)
-    target[0::2] = bonds.expand(n_frames, n_atoms - 1).t()
-    target[1::2] = seconds.expand(n_frames, n_atoms - 2).t()
-    # coordinate-major layout (xyz, atom, frame), as project_bonds_; slices, not index_select (10x slower)
-    y = x.permute(2, 1, 0).contiguous()                                # (3, n_atoms, n_frames)
-    band = torch.empty((bw + 1, n, n_frames), dtype=x.dtype, device=dev)
-    low = torch.zeros_like(band)                                       # L[p, p - d] at low[d, p]
-    d = torch.empty((3, n, n_frames), dtype=x.dtype, device=dev)
+    bonds = bonds.expand(n_frames, n_atoms - 1)
+    seconds = seconds.expand(n_frames, n_atoms - 2)
+    block = n_frames if x.device.type != "cpu" else CHAIN_BLOCK
+    ok = torch.empty(n_frames, dtype=torch.bool, device=x.device)
+    for i in range(0, n_frames, block):
+        j = min(n_frames, i + block)
+        ok[i:j] = _project_chain_block_(x[i:j], bonds[i:j], seconds[i:j], n_iter, tol, damping, stop_early)
+    return ok
+
+
+def _project_chain_block_(x, bonds, seconds, n_iter, tol, damping, stop_early) -> torch.Tensor:
+    """:func:`project_chain_` on one block of frames (arguments as there, ``bonds`` and ``seconds`` per frame)."""
+    f, n_atoms = x.shape[:2]
+    bw, n, _, _ = _chain_ldl_plan(n_atoms)
+    dev, dt = x.device, x.dtype
+    w = _chain_work(n_atoms, f, dt, dev)
+    # coordinate-major layout (xyz, atom, frame), as project_bonds_: every operation below runs over
+    # contiguous rows of frames; slices, not index_select (10x slower)
+    y, target, d, nx, r, rhs, band = (a[..., :f] for a in (w.y, w.target, w.d, w.nx, w.r, w.rhs, w.band))
+    y.copy_(x.permute(2, 1, 0))
+    target[0::2] = bonds.t()
+    target[1::2] = seconds.t()
+    dense = f <= CHAIN_DENSE_FRAMES
+    if dense:
+        pq = [(p, p - k) for k in range(1, bw + 1) for p in range(k, n)]
+        mat_p, mat_q = torch.tensor(pq, device=dev).t()                # the band below the diagonal
+        mat = torch.zeros((f, n, n), dtype=dt, device=dev)
+        mat.diagonal(dim1=1, dim2=2).fill_(2.0 + damping)
+    else:
+        factor, back = w.ldl_program(f)
+        inv = w.inv[:, :f]
 
     def residual():
         torch.sub(y[:, 1:], y[:, :-1], out=d[:, 0::2])                 # bonds
         torch.sub(y[:, 2:], y[:, :-2], out=d[:, 1::2])                 # i, i+2
-        r = (d[0] * d[0]).add_(d[1] * d[1]).add_(d[2] * d[2]).sqrt_().clamp_min_(1e-6)
-        return d, r, target - r                                        # -g
+        torch.mul(d[0], d[0], out=r).addcmul_(d[1], d[1]).addcmul_(d[2], d[2]).sqrt_().clamp_min_(1e-6)
+        return torch.sub(target, r, out=rhs)                           # -g
 
     for _ in range(n_iter):
-        d, r, rhs = residual()
+        residual()
         if stop_early and float(rhs.abs().max()) < tol:
             break
-        e = d.div_(r)
-        band[0].fill_(2.0 + damping)
-        for k in range(1, bw + 1):
-            band[k, k:] = (e[:, k:] * e[:, :-k]).sum(0).mul_(sg[k, k:])
-        # banded LDL^T in place: band[d, p] becomes W(p, p-d) = L(p, p-d) D(p-d); band[0] becomes D
-        for p in range(n):
-            dp = band[0, p]
-            for k in range(min(p, bw), 0, -1):
-                q = p - k
-                w = band[k, p]
-                for j in range(max(0, p - bw), q):                     # W(p, j) L(q, j)
-                    w.addcmul_(band[p - j, p], low[q - j, q], value=-1.0)
-                torch.div(w, band[0, q], out=low[k, p])
-                dp.addcmul_(w, low[k, p], value=-1.0)
-        lam = rhs
-        for p in range(1, n):
-            for k in range(1, min(p, bw) + 1):
-                lam[p].addcmul_(low[k, p], lam[p - k], value=-1.0)
-        lam.div_(band[0])
-        for p in range(n - 2, -1, -1):
-            for k in range(1, min(n - 1 - p, bw) + 1):
-                lam[p].addcmul_(low[k, p + k], lam[p + k], value=-1.0)
-        f = e.mul_(lam)                                                # (3, n, n_frames)
-        y[:, 1:] += f[:, 0::2]
-        y[:, :-1] -= f[:, 0::2]
-        y[:, 2:] += f[:, 1::2]
-        y[:, :-2] -= f[:, 1::2]
-    _, _, rhs = residual()
+        e = d.div_(r)                                                  # unit vectors (3, n, f)
+        # (J J^T)(p, p - k) = sign e_p . e_{p-k} (chain_constraints): +1 for k = 1, -1 for k >= 2, and
+        # structurally 0 for k = 2, p odd (two i, i+2 distances) and k = 4, p even (two bonds)
+        torch.neg(e[0], out=nx)
+        ex, ey, ez = e
+        for k, start, step in _BAND_ROWS[:bw]:
+            s, sq = slice(start, None, step), slice(start - k, n - k, step)
+            xp, v = (ex, 1.0) if k == 1 else (nx, -1.0)
+            torch.mul(xp[s], ex[sq], out=band[k, s]).addcmul_(ey[s], ey[sq], value=v).addcmul_(ez[s], ez[sq], value=v)
+        if dense:
+            for k, start, step in _BAND_ROWS[:bw]:
+                if step == 2:
+                    band[k, start - 1::2] = 0.0
+            # the lower triangle, all that the Cholesky factorisation reads
+            mat[:, mat_p, mat_q] = torch.cat([band[k, k:] for k in range(1, bw + 1)]).t()
+            chol = torch.linalg.cholesky_ex(mat)[0]
+            rhs.copy_(torch.cholesky_solve(rhs.t().unsqueeze(-1), chol).squeeze(-1).t())
+        else:
+            # banded LDL^T with the forward substitution L z = -g: W(p, p-k) = L(p, p-k) D(p-k)
+            # overwrites (J J^T)(p, p-k), D(p) its diagonal
+            band[0].fill_(2.0 + damping)
+            if bw >= 2:
+                band[2, 3::2] = 0.0                                    # fill-in
+            for dp, inv_p, lp, entries in factor:
+                for wpq, lpq, inv_q, lq, fills in entries:
+                    for a, b in fills:                                 # W(p, j) L(q, j)
+                        wpq.addcmul_(a, b, value=-1.0)
+                    torch.mul(wpq, inv_q, out=lpq)
+                    dp.addcmul_(wpq, lpq, value=-1.0)
+                    lp.addcmul_(lpq, lq, value=-1.0)
+                torch.reciprocal(dp, out=inv_p)
+            rhs.mul_(inv)                                              # D^-1 z
+            for lq, terms in back:                                     # L^T lam = D^-1 z
+                for lpq, lp in terms:
+                    lq.addcmul_(lpq, lp, value=-1.0)
+        # dx = J^T lam: the two atoms of each pair move along its unit vector, in opposite directions
+        y[:, 1:].addcmul_(e[:, 0::2], rhs[0::2])
+        y[:, :-1].addcmul_(e[:, 0::2], rhs[0::2], value=-1.0)
+        y[:, 2:].addcmul_(e[:, 1::2], rhs[1::2])
+        y[:, :-2].addcmul_(e[:, 1::2], rhs[1::2], value=-1.0)
+    residual()
     x.copy_(y.permute(2, 1, 0))
-    return rhs.abs().amax(0) <= tol
+    return rhs.abs_().amax(0) <= tol
 
 
 def chain_angles(x: torch.Tensor) -> torch.Tensor:
-    """Bond angles ``(i, i+1, i+2)`` (rad) of chains (n_frames, n_atoms, 3), nm -> (n_frames, n_atoms - 2)."""
-    u = x[:, :-2] - x[:, 1:-1]
-    v = x[:, 2:] - x[:, 1:-1]
-    cos = (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1)).clamp_min(1e-12)
-    return torch.arccos(cos.clamp(-1.0, 1.0))
+    """Bond angles ``(i, i+1, i+2)`` (rad) of chains (n_frames, n_atoms, 3), nm -> (n_frames, n_atoms - 2).
+
+    Computed in the coordinate-major layout (xyz, atom, frame), as :func:`project_chain_`: sums over an
+    axis of length 3 are slow in torch (measured on 8,192 frames of 20 atoms: 3.2 ms, 1.4 ms this way).
+    The result is the transpose of a contiguous (n_atoms - 2, n_frames) tensor.
+    """
+    y = x.permute(2, 1, 0).contiguous()                                # (3, n_atoms, n_frames)
+    u = y[:, :-2] - y[:, 1:-1]
+    v = y[:, 2:] - y[:, 1:-1]
+    dot = (u[0] * v[0]).addcmul_(u[1], v[1]).addcmul_(u[2], v[2])
+    nu = (u[0] * u[0]).addcmul_(u[1], u[1]).addcmul_(u[2], u[2]).sqrt_()
+    nv = (v[0] * v[0]).addcmul_(v[1], v[1]).addcmul_(v[2], v[2]).sqrt_()
+    cos = dot.div_(nu.mul_(nv).clamp_min_(1e-12))
+    return cos.clamp_(-1.0, 1.0).arccos_().t()
 
 
 def second_distances(bonds: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from toys import apex_angle, bimodal_chain, bimodal_tv
 from lss.decoder import angle_quantiles, quantile_map
 from lss.flow import FlowDecoder
 from lss.structure import (
+    CHAIN_DENSE_FRAMES,
     bond_lengths,
     chain_angles,
     chain_constraints,
@@ -19,6 +20,9 @@ from lss.structure import (
     project_chain_,
     second_distances,
 )
+
+#: frame counts that take the two solvers of project_chain_: dense (batched Cholesky) and band (LDL^T)
+DENSE, BAND = 4, CHAIN_DENSE_FRAMES + 172
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -81,25 +85,99 @@ def test_projection_meets_bonds_and_angles():
     np.testing.assert_allclose(y.mean(1), noisy.mean(1), atol=1e-5)            # internal forces only
 
 
+def _dense_step(x, target, damping=1e-6):
+    """One Gauss-Newton step by a dense solve of (J J^T + damping) lam = -g, dx = J^T lam (float64)."""
+    n_frames, a = x.shape[:2]
+    pairs = np.array(chain_constraints(a)[0])                                  # the cached one is read-only
+    jac = torch.zeros(n_frames, len(pairs), a, 3, dtype=x.dtype)
+    for p, (i, j) in enumerate(pairs):
+        e = x[:, j] - x[:, i]
+        jac[:, p, j], jac[:, p, i] = e / e.norm(dim=-1, keepdim=True), -e / e.norm(dim=-1, keepdim=True)
+    jac = jac.reshape(n_frames, len(pairs), -1)
+    r = (x[:, pairs[:, 1]] - x[:, pairs[:, 0]]).norm(dim=-1)
+    lam = torch.linalg.solve(jac @ jac.transpose(1, 2) + damping * torch.eye(len(pairs), dtype=x.dtype),
+                             (target - r)[..., None])
+    return x + (jac.transpose(1, 2) @ lam).reshape(x.shape)
+
+
 def test_one_step_is_the_dense_minimal_norm_step():
     """With the band solver replaced by a dense solve of (J J^T) lam = -g, dx = J^T lam: the same step."""
     rng = np.random.default_rng(1)
     x = torch.as_tensor(rng.standard_normal((4, 7, 3)))
     pairs, bw, _ = chain_constraints(7)
-    pairs = np.array(pairs)                                                    # the cached one is read-only
     assert bw == 4 and len(pairs) == 11
-    jac = torch.zeros(4, len(pairs), 7, 3, dtype=x.dtype)
-    for p, (a, b) in enumerate(pairs):
-        e = x[:, b] - x[:, a]
-        jac[:, p, b], jac[:, p, a] = e / e.norm(dim=-1, keepdim=True), -e / e.norm(dim=-1, keepdim=True)
-    jac = jac.reshape(4, len(pairs), -1)
+    pairs = np.array(pairs)
     r = (x[:, pairs[:, 1]] - x[:, pairs[:, 0]]).norm(dim=-1)
     target = r + 0.01 * torch.as_tensor(rng.standard_normal(r.shape))
-    lam = torch.linalg.solve(jac @ jac.transpose(1, 2) + 1e-6 * torch.eye(len(pairs)), (target - r)[..., None])
-    dense = x + (jac.transpose(1, 2) @ lam).reshape(x.shape)
     y = x.clone()
     project_chain_(y, target[:, 0::2], target[:, 1::2], n_iter=1, tol=0.0)
-    torch.testing.assert_close(y, dense, atol=1e-12, rtol=0)
+    torch.testing.assert_close(y, _dense_step(x, target), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("n_frames", [DENSE, BAND])
+@pytest.mark.parametrize("n_atoms", [3, 4, 5, 6, 9, 20])
+def test_both_solvers_take_the_dense_step(n_atoms, n_frames):
+    """Both solvers of project_chain_ (dense for few frames, banded LDL^T with its structural zeros and
+    signs for more) take the dense minimal-norm step, on chains of every length up to the paper's."""
+    rng = np.random.default_rng(n_atoms)
+    noisy, b, ang = (torch.as_tensor(v).double() for v in _decoded_like(n_frames, max(n_atoms, 4), rng))
+    x, b, ang = noisy[:, :n_atoms].contiguous(), b[:, :n_atoms - 1], ang[:, :n_atoms - 2]
+    target = torch.empty(n_frames, 2 * n_atoms - 3, dtype=x.dtype)
+    target[:, 0::2], target[:, 1::2] = b, second_distances(b, ang)
+    y = x.clone()
+    project_chain_(y, target[:, 0::2], target[:, 1::2], n_iter=1, tol=0.0)
+    torch.testing.assert_close(y, _dense_step(x, target), atol=1e-11, rtol=0)
+
+
+def test_result_does_not_depend_on_the_batch():
+    """A frame's projection is the same alone (dense solver), in a batch (band solver) and in a batch
+    larger than one block; calls of other sizes in between (reused work arrays) change nothing."""
+    import lss.structure as st
+
+    rng = np.random.default_rng(6)
+    noisy, b, ang = _decoded_like(BAND, 20, rng)
+    sec = second_distances(torch.as_tensor(b), torch.as_tensor(ang))
+    whole = torch.as_tensor(noisy.copy())
+    ok = project_chain_(whole, torch.as_tensor(b), sec, n_iter=6, tol=1e-4, stop_early=False)
+    assert ok.float().mean() > 0.9
+    for i in (0, 1, BAND - 1):
+        one = torch.as_tensor(noisy[i:i + 1].copy())
+        ok1 = project_chain_(one, torch.as_tensor(b[i:i + 1]), sec[i:i + 1], n_iter=6, tol=1e-4, stop_early=False)
+        assert bool(ok1[0]) == bool(ok[i])
+        torch.testing.assert_close(one[0], whole[i], atol=2e-5, rtol=0)           # float32 round-off
+    block = st.CHAIN_BLOCK
+    try:
+        st.CHAIN_BLOCK = 97                                                    # three blocks, one of them dense
+        blocks = torch.as_tensor(noisy.copy())
+        ok_b = project_chain_(blocks, torch.as_tensor(b), sec, n_iter=6, tol=1e-4, stop_early=False)
+    finally:
+        st.CHAIN_BLOCK = block
+    assert (ok_b == ok).all()
+    torch.testing.assert_close(blocks[ok], whole[ok], atol=2e-5, rtol=0)
+
+
+def test_threads_do_not_share_work_arrays():
+    """The decoders project in two threads at once (the simulator's pipeline): each has its own arrays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)
+    jobs = []
+    for n in (BAND, BAND + 37, DENSE):
+        noisy, b, ang = _decoded_like(n, 20, rng)
+        jobs.append((noisy, torch.as_tensor(b), second_distances(torch.as_tensor(b), torch.as_tensor(ang))))
+
+    def run(job):
+        x = torch.as_tensor(job[0].copy())
+        for _ in range(5):
+            y = x.clone()
+            project_chain_(y, job[1], job[2], n_iter=5, tol=1e-4, stop_early=False)
+        return y
+
+    alone = [run(j) for j in jobs]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(run, jobs * 2))
+    for a, t in zip(alone * 2, together):
+        torch.testing.assert_close(t, a, atol=0, rtol=0)
 
 
 def test_projection_moves_less_than_other_feasible_chains():
@@ -120,10 +198,11 @@ def test_projection_moves_less_than_other_feasible_chains():
     assert ok_n.all() and (rms(y) < rms(near)).mean() > 0.97
 
 
-def test_projection_reports_what_it_cannot_meet():
+@pytest.mark.parametrize("n_frames", [50, BAND])
+def test_projection_reports_what_it_cannot_meet(n_frames):
     """A chain asked for an i, i+2 distance longer than its two bonds cannot converge: reported, finite."""
     rng = np.random.default_rng(3)
-    noisy, b, ang = _decoded_like(50, 6, rng)
+    noisy, b, ang = _decoded_like(n_frames, 6, rng)
     x = torch.as_tensor(noisy.copy())
     sec = second_distances(torch.as_tensor(b), torch.as_tensor(ang))
     sec[:10, 1] = 0.9                                                          # > 2 x 0.38 nm
@@ -216,3 +295,20 @@ def test_angle_quantiles_of_md_frames(broad):
     _, xyz, _ = broad
     q = angle_quantiles(xyz)
     np.testing.assert_allclose(q[0], np.quantile(apex_angle(xyz), np.linspace(0, 1, 101)), atol=1e-5)
+
+
+def test_sorted_brackets_are_searchsorted():
+    """The grid search of the quantile map finds the binary search's indices: ties, plateaus of equal
+    quantiles, values on and next to the quantiles, outside the range, a constant row."""
+    from lss.decoder import sorted_brackets
+
+    rng = np.random.default_rng(8)
+    q = np.sort(rng.normal(1.6, 0.2, (4, 101)), axis=1)
+    q[1, 30:70] = q[1, 50]                                                     # a plateau
+    q[2] = np.round(q[2], 2)                                                   # ties everywhere
+    q[3] = 1.0                                                                 # one value
+    q = torch.as_tensor(q, dtype=torch.float32)
+    v = torch.cat([torch.as_tensor(rng.normal(1.6, 0.3, (4, 5000)), dtype=torch.float32),
+                   q, q - 1e-6, q + 1e-6, q.nextafter(q - 1), q.nextafter(q + 1), q[:, :1] - 5, q[:, -1:] + 5], 1)
+    for cells in (7, 2048):
+        np.testing.assert_array_equal(sorted_brackets(q, v.clone(), cells).numpy(), torch.searchsorted(q, v).numpy())
