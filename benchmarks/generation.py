@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lss.utils import load_average
+
 
 def build_simulator(m: int, n_kernels: int, n_atoms: int, decoder: str = "cwgan", lag: int = 20,
                     frame_time_ps: float = 3.0, seed: int = 0):
@@ -91,7 +93,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    info.update({"cpu_model": cpu or platform.processor(), "load_avg": os.getloadavg(),
+    info.update({"cpu_model": cpu or platform.processor(), "load_avg": load_average(),
                  "platform": platform.platform()})
     return info
 
@@ -147,7 +149,7 @@ def run(a, decoder: str | None) -> dict:
     from memory import PeakMemory
 
     n_threads = torch.get_num_threads()
-    res: dict = {"machine": machine(), "load_avg_before": os.getloadavg(), "torch_threads_default": n_threads,
+    res: dict = {"machine": machine(), "load_avg_before": load_average(), "torch_threads_default": n_threads,
                  "device": a.device}
     t0 = time.perf_counter()
     if a.model:
@@ -188,7 +190,7 @@ def run(a, decoder: str | None) -> dict:
     if a.projection or a.projection_only:
         res["projection"] = projection_candidates(sim, a, latent)
     if a.projection_only:
-        res["load_avg_after"] = os.getloadavg()
+        res["load_avg_after"] = load_average()
         print(f"machine: {res['machine'].get('cpu_model')}, torch {res['machine'].get('torch')}; model: {res['model']}")
         report_projection(res["projection"])
         if a.json:
@@ -263,7 +265,7 @@ def run(a, decoder: str | None) -> dict:
                      "seconds_one_core": md_total_steps / speed,
                      "seconds_all_cores": md_total_steps / (speed * n_cores), "n_cores": n_cores}
         res["md_over_lss"] = res["md"]["seconds_all_cores"] / res["generate_s"][0]
-    res["load_avg_after"] = os.getloadavg()
+    res["load_avg_after"] = load_average()
     res["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report(res)
     if a.json:
@@ -399,7 +401,7 @@ def projection_candidates(sim, a, latent: np.ndarray) -> dict:
     n = int(a.projection_frames)
     try:
         for _ in range(max(3, a.repeat)):
-            loads.append(os.getloadavg()[0])
+            loads.append(load_average()[0])
             for name, fn in cands.items():
                 cpu, wall, _ = project(fn, n)
                 runs[name].append((cpu * 1e6 / n, wall * 1e6 / n))

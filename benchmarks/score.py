@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lss.utils import load_average
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -43,7 +45,7 @@ def main(argv=None) -> int:
     from lss.score import Ensemble, score
     from lss.trajio import read_generation
 
-    print(f"load average before: {os.getloadavg()}")
+    print(f"load average before: {load_average()}")
     t0 = time.perf_counter()
     ds = TrpcageDataset.load(paths.run_dir(a.profile, "02_trpcage_data"), mmap=True)
     lat = load_latent(paths.run_dir(a.profile, "03_srv"))
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     print(card.markdown())
     print(f"\nscore: {wall:.1f} s wall, {cpu:.1f} s CPU (target <= 60 s on 2 cores); stages {card.meta['timings_s']}")
-    print(f"load average after: {os.getloadavg()}")
+    print(f"load average after: {load_average()}")
     if a.out:
         print("wrote", card.save(a.out))
     if a.json:

@@ -31,7 +31,7 @@ import numpy as np
 from . import gomodel, paths
 from .features import AllAtomFeaturizer, CAFeaturizer, FeatureScaler, iter_featurize
 from .trajio import iter_dcd, load_dcd, quiet_c_stdout, read_npy
-from .utils import hash_file, hash_obj
+from .utils import hash_file, hash_obj, load_average
 
 _FORMAT = "lss.trpcage_dataset/2"
 _GO_CACHE_VERSION = 1
@@ -304,7 +304,7 @@ def make_go_dataset(n_traj: int = 1, n_steps: int = 300_000, save_every: int = 3
             "wall_s": round(wall, 2),
             "steps_per_s_per_traj": [round(i["steps_per_s"]) for i in infos],
             "cpu_s_per_traj": [round(i["cpu_s"], 2) for i in infos],
-            "load_average_1min": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
+            "load_average_1min": (lambda v: round(v, 2) if v == v else None)(load_average()[0]),  # None on Windows "cpu_count": os.cpu_count(),
             "sha256": sha, "content_hash": hash_obj(sha), "cache_key": key,
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "versions": {"lss": __version__, "openmm": openmm.__version__, "mdtraj": md.__version__},

@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from . import paths, results
-from .utils import hash_file, hash_obj, machine_info
+from .utils import hash_file, hash_obj, load_average, machine_info
 
 #: Notebook steps in run order, with the steps whose outputs each one reads.
 STEPS: dict[str, list[str]] = {
@@ -584,7 +584,8 @@ def record_runtime(profile: str, step: str, seconds: float) -> None:
     import datetime as _dt
 
     data = load_runtimes()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = load_average()[0]
+    load = None if load != load else load            # NaN (no load average on Windows): None
     data.setdefault(step, {})[profile] = {"seconds": round(float(seconds), 1), "cpu_count": os.cpu_count(),
                                           "load_1min": None if load is None else round(load, 1),
                                           "date": _dt.date.today().isoformat(),

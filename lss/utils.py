@@ -11,6 +11,15 @@ from typing import Any, Iterable
 import numpy as np
 
 
+def load_average() -> tuple[float, float, float]:
+    """The 1-, 5- and 15-minute load averages (``os.getloadavg``), or NaNs where the system has none
+    (Windows): recorded beside timings, never needed for a result."""
+    try:
+        return tuple(float(v) for v in os.getloadavg())
+    except (AttributeError, OSError):
+        return (float("nan"),) * 3
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a fresh ``numpy.random.Generator(seed)``."""
     random.seed(seed)

@@ -242,3 +242,14 @@ def test_threads_reach_the_kernels_and_the_environment_is_restored(fake_root, mo
     assert "OMP_NUM_THREADS" not in os.environ
     with pytest.raises(reproduce.ParamsError):
         reproduce.run("smoke", log=lambda s: None, threads=0)
+
+
+def test_load_average_is_nan_where_the_system_has_none(monkeypatch):
+    """Windows has no os.getloadavg: the timings' load column is NaN there, never an AttributeError."""
+    import os
+
+    from lss.utils import load_average
+
+    assert all(v >= 0 for v in load_average())
+    monkeypatch.delattr(os, "getloadavg")
+    assert all(v != v for v in load_average())
