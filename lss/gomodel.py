@@ -126,6 +126,20 @@ def native_contacts(cutoff: float = 0.8, min_separation: int = 3, native: np.nda
     return pairs[d < cutoff]
 
 
+def _frames_and_native(xyz, native, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``xyz`` as (n_frames, n_atoms, 3) and the reference structure (default 2JOF), both ``dtype``; checked."""
+    if isinstance(xyz, md.Trajectory):
+        xyz = xyz.xyz
+    xyz = np.asarray(xyz, dtype=dtype)
+    if xyz.ndim == 2:
+        xyz = xyz[None]
+    native = native_structure().xyz[0] if native is None else native
+    native = np.asarray(native, dtype=dtype)
+    if xyz.ndim != 3 or xyz.shape[1:] != native.shape:
+        raise ValueError(f"xyz must have shape (n_frames, {len(native)}, 3) in nm, got {xyz.shape}")
+    return xyz, native
+
+
 def fraction_native_contacts(xyz, contacts: np.ndarray | None = None, ratio: float = 1.2,
                              native: np.ndarray | None = None) -> np.ndarray:
     """Fraction of native contacts Q of each frame.
@@ -147,14 +161,7 @@ def fraction_native_contacts(xyz, contacts: np.ndarray | None = None, ratio: flo
     -------
     np.ndarray, shape (n_frames,), float32
     """
-    if isinstance(xyz, md.Trajectory):
-        xyz = xyz.xyz
-    xyz = np.asarray(xyz, dtype=np.float32)
-    if xyz.ndim == 2:
-        xyz = xyz[None]
-    native = native_structure().xyz[0] if native is None else np.asarray(native, dtype=np.float32)
-    if xyz.ndim != 3 or xyz.shape[1:] != native.shape:
-        raise ValueError(f"xyz must have shape (n_frames, {len(native)}, 3) in nm, got {xyz.shape}")
+    xyz, native = _frames_and_native(xyz, native, np.float32)
     if contacts is None:
         contacts = native_contacts(native=native)
     contacts = np.asarray(contacts, dtype=int)
@@ -335,14 +342,7 @@ def flip_angle(xyz, native: np.ndarray | None = None) -> np.ndarray:
         ``phi - phi0`` wrapped into (-pi, pi], rad: near 0 in the native proline state, near +-pi
         when flipped (the second minimum of the flip term ``h sin^2(phi - phi0)``).
     """
-    if isinstance(xyz, md.Trajectory):
-        xyz = xyz.xyz
-    xyz = np.asarray(xyz, dtype=np.float64)
-    if xyz.ndim == 2:
-        xyz = xyz[None]
-    native = native_structure().xyz[0] if native is None else np.asarray(native, dtype=np.float64)
-    if xyz.ndim != 3 or xyz.shape[1:] != native.shape:
-        raise ValueError(f"xyz must have shape (n_frames, {len(native)}, 3) in nm, got {xyz.shape}")
+    xyz, native = _frames_and_native(xyz, native, np.float64)
 
     def dihedral(x):
         b0, b1, b2 = (x[:, j + 1] - x[:, j] for j in FLIP_DIHEDRAL[:3])

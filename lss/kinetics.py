@@ -507,7 +507,8 @@ def mean_first_passage_times(x, lo: float, hi: float, frame_time: float = 1.0, n
                              ci: float = 0.95, n_blocks: int = 20, random_state=None) -> dict:
     """Mean core-to-core first-passage times with block-bootstrap confidence intervals.
 
-    The mean of the complete passages of :func:`first_passage_times`. The interval: the frames laid
+    The two-state case of :func:`mfpt_matrix`: the mean of the complete passages of
+    :func:`first_passage_times`. The interval: the frames laid
     end to end are cut into ``n_blocks`` contiguous blocks, each passage belongs to the block where it
     ends, and the blocks are resampled with replacement ``n_boot`` times (the percentile interval of
     the resampled means). Passages close in time are correlated; whole blocks keep that correlation.
@@ -532,34 +533,16 @@ def mean_first_passage_times(x, lo: float, hi: float, frame_time: float = 1.0, n
     (NaN without passages; the interval NaN with fewer than 3, where a bootstrap means nothing) and
     the number of complete passages.
     """
-    if not frame_time > 0:
-        raise ValueError(f"frame_time must be positive, got {frame_time!r}")
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
-    if int(n_boot) != n_boot or n_boot < 1 or int(n_blocks) != n_blocks or n_blocks < 2:
-        raise ValueError(f"n_boot must be >= 1 and n_blocks >= 2 (integers), got {n_boot!r}, {n_blocks!r}")
     xs = _coord_list(x, "x")
-    total = sum(len(t) for t in xs)
-    fpt = first_passage_times(xs, lo, hi)
-    rng = np.random.default_rng(random_state)
-    cuts = np.rint(np.linspace(0, total, int(n_blocks) + 1)).astype(np.int64)
+    if not lo < hi:
+        raise ValueError(f"lo must be below hi, got lo={lo!r}, hi={hi!r}")
+    labels = [np.where(t < lo, 0, np.where(t > hi, 1, -1)) for t in xs]     # the two cores of core_states
+    m = mfpt_matrix(labels, 2, frame_time=frame_time, n_boot=n_boot, ci=ci, n_blocks=n_blocks,
+                    random_state=random_state)
     out = {}
-    for key, arr in fpt.items():
-        n = len(arr)
-        if n == 0:
-            out[key] = {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
-            continue
-        block = np.clip(np.searchsorted(cuts, arr[:, 1], side="right") - 1, 0, int(n_blocks) - 1)
-        s = np.bincount(block, weights=arr[:, 0].astype(np.float64), minlength=int(n_blocks))
-        c = np.bincount(block, minlength=int(n_blocks)).astype(np.float64)
-        pick = rng.integers(0, int(n_blocks), size=(int(n_boot), int(n_blocks)))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot = s[pick].sum(1) / c[pick].sum(1)
-        boot = boot[np.isfinite(boot)]
-        a = (1 - ci) / 2
-        low, high = (np.quantile(boot, [a, 1 - a]) if len(boot) and n >= 3 else (np.nan, np.nan))
-        out[key] = {"mean": float(arr[:, 0].mean() * frame_time), "low": float(low * frame_time),
-                    "high": float(high * frame_time), "n": int(n)}
+    for key, (i, j) in (("lo_to_hi", (0, 1)), ("hi_to_lo", (1, 0))):
+        out[key] = {"mean": float(m["mean"][i, j]), "low": float(m["low"][i, j]), "high": float(m["high"][i, j]),
+                    "n": int(m["n"][i, j])}
     return out
 
 

@@ -245,3 +245,8 @@ def test_mfpt_matrix_with_two_states_is_mean_first_passage_times():
         # the same block bootstrap with the same generator: the same interval
         assert r["low"][a, b] == pytest.approx(ref[key]["low"], rel=1e-12)
         assert r["high"][a, b] == pytest.approx(ref[key]["high"], rel=1e-12)
+    # and against the independent two-state passage finder (mean_first_passage_times now wraps mfpt_matrix)
+    fpt = K.first_passage_times(xs, lo, hi)
+    for (a, b), key in (((0, 1), "lo_to_hi"), ((1, 0), "hi_to_lo")):
+        assert r["n"][a, b] == len(fpt[key])
+        assert r["mean"][a, b] == pytest.approx(0.5 * fpt[key][:, 0].mean(), rel=1e-12)
