@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="score generated ensembles against MD (lss.score)",
                        description="Score candidate ensembles against a reference MD ensemble: ensemble, structure "
-                                   "and kinetic metrics, each beside the MD-halves floor and an MSM baseline. "
+                                   "and kinetic metrics against the reference (as long an MD run as can be had), each "
+                                   "beside the floor (independent MD of the training length: pieces of the "
+                                   "reference) and an MSM baseline that replays the training MD's frames. "
                                    "Writes score.json, score.md and score.png to OUT. Trajectories: DCD, XTC, "
                                    "HDF5 (one trajectory per file) or a directory written by lss generate. DCD "
                                    "files store no time step: give it with --dt.")
@@ -64,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="latent trajectories (n_traj, n_frames, m) of an ensemble, e.g. MD=md_latent.npy")
     s.add_argument("--skip", action="append", default=[], metavar="NAME=FRAMES",
                    help="frames dropped at the start of every trajectory of an ensemble, e.g. LSS=50")
+    s.add_argument("--training", metavar="NAME",
+                   help="the candidate that is the training MD: the floor is independent MD of its length and "
+                        "the MSM baseline replays its frames (default: quarters of the reference)")
     s.add_argument("--native", help="native structure (PDB): Q and RMSD to native are scored")
     s.add_argument("--cores", metavar="COORD:LO:HI",
                    help="cores of the first passages, e.g. q:0.45:0.85 (COORD latent, tic1 or q; default latent "
@@ -111,6 +116,8 @@ def _score(a) -> int:
         raise ValueError(f"--dt/--latent/--skip name(s) {unknown} are neither MD nor a --candidate name ({names[1:]})")
     if not a.candidate:
         raise ValueError("give at least one --candidate NAME FILE...")
+    if a.training is not None and a.training not in names[1:]:
+        raise ValueError(f"--training {a.training}: not a --candidate name ({names[1:]})")
 
     def read(name, files):
         ft, unit = dts.get(name, (None, "ps"))
@@ -132,7 +139,7 @@ def _score(a) -> int:
         kw = {"core_coordinate": coord, "cores": (float(lo), float(hi))}
     tic = time.perf_counter()
     card = score(ref, cands, native=native, n_states=a.n_states, msm_baseline=not a.no_msm,
-                 random_state=a.seed, **kw)
+                 random_state=a.seed, training=a.training, **kw)
     paths = card.save(a.out)
     print(card.markdown())
     print(f"\nscored {', '.join(cands)} against {ref.n_frames:,} MD frames in {time.perf_counter() - tic:.1f} s; "

@@ -1,22 +1,23 @@
 """One scorecard for any generated ensemble of molecular trajectories, with MD's own noise beside every number.
 
-A *reference* ensemble (MD) and any number of named *candidates* (the LSS, another generator's
-output, ...) are measured the same way, and every number is shown beside two floors:
+The *reference* is the yardstick: MD as long as can be had (a converged run). Everything else is a
+named *candidate*, the training MD included, and every number is shown beside two floors:
 
-- **MD halves** (the noise floor): the same metric between two halves of the MD itself. The MD is
-  cut into four contiguous quarters (frames laid end to end, :func:`lss.stats.split_blocks`); each
-  of the three ways to pair them into two halves gives one value, and the floor is their root mean
-  square. A candidate whose metric sits at this floor is as close to the MD as the MD is to itself;
-  the ratio ``value / floor`` is what the card colours (about 1 or below: indistinguishable from
-  MD at this amount of MD; the candidate against the *whole* MD has less noise than two halves,
-  so an independent MD run of the same length scores about 0.7).
+- **equal-length MD** (the floor): independent MD of the training length, scored the same way. The
+  reference is cut into pieces of the training MD's length (``training``) (laid end to end); each piece is scored
+  against the whole reference and the floor is the mean over pieces (``details`` keeps each and their
+  spread). The ratio ``value / floor`` is what the card colours: an independent MD run of that length
+  scores about 1 (a little below: each piece is part of the reference, so with ``N`` pieces it sits
+  about ``sqrt((N - 1) / (N + 1))`` of an independent run, 0.9 at 20 pieces); a generator trained on
+  that much MD that scores below 1 is worth more than its data on that metric, and the MD scored against
+  itself is 0.
 - **MSM baseline** (the classical method on the same latent space): k-means states of the latent
-  space and a reversible MSM at the common time step (:class:`lss.msm.MSMBaseline`), sampled into
-  trajectories whose frames are MD frames (each sampled state is a random MD frame of that state);
-  it is scored like any candidate. Its ensemble and structure numbers are near zero by construction
-  (its frames *are* the MD's, reweighted by the MSM's stationary distribution); its kinetic numbers
-  are the baseline a generator should reach, and a generator should beat it on what an MSM cannot
-  give (new structures, dynamics inside the states).
+  space of the training MD and a reversible MSM at the common time step
+  (:class:`lss.msm.MSMBaseline`), sampled into trajectories whose frames are that candidate's frames
+  (each sampled state is a random frame of it); it is scored like any candidate. It **replays training
+  frames**: its ensemble and structure numbers are those of the training MD reweighted by the MSM's
+  stationary distribution; a generator should beat it on what an MSM cannot give (new structures,
+  dynamics inside the states).
 
 The card (:class:`ScoreCard`, every metric a non-negative *discrepancy*, 0 for a perfect match):
 
@@ -38,7 +39,7 @@ The card (:class:`ScoreCard`, every metric a non-negative *discrepancy*, 0 for a
   times (:func:`lss.kinetics.mean_first_passage_times`) and of the TPT reactive flux between the two
   PCCA+ metastable sets of the MD's MSM; the Chapman-Kolmogorov error (:func:`lss.msm.chapman_kolmogorov`:
   the RMS difference between the candidate's set-to-set transition probabilities at ``k dt`` and
-  the MD MSM's prediction, averaged over ``k = 1 ... ck_steps``).
+  the reference's, both counted, averaged over ``k = 1 ... ck_steps``).
 
 The latent space: the ensembles' own latent trajectories where every ensemble has them (the LSS
 writes its own; MD's come from the encoder, which also encodes any candidate without one when given
@@ -61,14 +62,12 @@ import numpy as np
 
 from . import analysis, kinetics, structure
 from .msm import MSMBaseline, chapman_kolmogorov, estimate_msm, msm_timescales_vs_lag
-from .stats import split_blocks
+from .stats import cut_pieces, split_blocks
 from .trajio import time_factor_ps
 
 __all__ = ["FORMAT", "METRICS", "Ensemble", "ScoreCard", "js_distance", "score"]
 
 FORMAT = "lss.score/1"
-#: The three ways to pair four quarters into two halves.
-PAIRINGS = (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2)))
 LN_RATIO = "|ln(candidate / MD)|"
 
 #: key -> (group, label, unit, how)
@@ -91,9 +90,9 @@ METRICS = {
     "mfpt_lo_hi": ("kinetics", "MFPT lo->hi", "1", LN_RATIO + " of the mean first-passage time from the low to the high core"),
     "mfpt_hi_lo": ("kinetics", "MFPT hi->lo", "1", LN_RATIO + " of the mean first-passage time from the high to the low core"),
     "flux": ("kinetics", "TPT flux A->B", "1", LN_RATIO + " of the TPT reaction rate between the two PCCA+ metastable sets (MSM at dt)"),
-    "ck": ("kinetics", "CK error", "1", "RMS difference of set-to-set transition probabilities at k dt from the MD MSM's prediction, mean over k"),
+    "ck": ("kinetics", "CK error", "1", "RMS difference of the counted set-to-set transition probabilities at k dt from the reference's, mean over k"),
 }
-FLOOR = "MD halves"
+FLOOR = "equal-length MD"
 MSM_ROW = "MSM baseline"
 
 
@@ -445,7 +444,7 @@ class ScoreCard:
     ----------
     rows : dict name -> dict metric -> float
         Discrepancies (0: perfect; see :data:`METRICS` for each one's unit and definition); the first
-        row is ``"MD halves"``, the floor.
+        row is ``"equal-length MD"``, the floor.
     details : dict name -> dict
         The underlying numbers: per-feature JS distances, means with standard errors, implied
         timescales per lag with intervals, decorrelation and first-passage times with intervals,
@@ -480,10 +479,10 @@ class ScoreCard:
         rows = {name: {k: {"value": v, "ratio_to_floor": self.ratio(name)[k]} for k, v in r.items()}
                 for name, r in self.rows.items()}
         return _jsonable({"format": FORMAT, "metrics": metrics, "floors": {
-            FLOOR: "the metric between two halves of the MD (four contiguous quarters; RMS over the three "
-                   "pairings into halves)",
-            MSM_ROW: "a Markov state model of the latent space (k-means, reversible MSM at the common time "
-                     "step) sampled into MD frames, scored like a candidate"},
+            FLOOR: "independent MD of the training length: pieces of the reference of that length, each scored "
+                   "against the whole reference; mean over pieces (details: each piece and the spread)",
+            MSM_ROW: "a Markov state model of the training MD's latent space (k-means, reversible MSM at the "
+                     "common time step) sampled into training frames (it replays them), scored like a candidate"},
             "rows": rows, "details": self.details, "meta": self.meta})
 
     def to_json(self, path) -> Path:
@@ -494,7 +493,7 @@ class ScoreCard:
         return path
 
     def markdown(self) -> str:
-        """A markdown table: metrics as rows, ensembles as columns, ``value (x ratio to the MD floor)``."""
+        """A markdown table: metrics as rows, ensembles as columns, ``value (x ratio to the equal-length floor)``."""
         names = list(self.rows)
         head = "| metric | unit | " + " | ".join(names) + " |"
         lines = [head, "|" + "---|" * (len(names) + 2)]
@@ -508,13 +507,16 @@ class ScoreCard:
         m = self.meta
         lines.append("")
         lines.append(f"Common time step {m['dt']:g} {m['time_unit']}; latent space: {m['latent_space']}; "
-                     f"JS: Jensen-Shannon distance, natural log (0 ... 0.833); (x r): ratio to the MD-halves floor.")
+                     f"JS: Jensen-Shannon distance, natural log (0 ... 0.833); (x r): ratio to the floor, independent MD of "
+                     f"{m['floor_frames']:,} frames against the reference ({m['reference']}, {m['n_frames'][m['reference']]:,} "
+                     f"frames); {MSM_ROW}: replays the frames of {m['msm_from']}.")
         return "\n".join(lines)
 
     def figure(self, path=None, max_ratio: float = 10.0):
-        """One page: ensembles as rows, metrics as columns, coloured by ``log(value / MD floor)``.
+        """One page: ensembles as rows, metrics as columns, coloured by ``value / floor`` on a log scale.
 
-        Green at or below the floor, red at ``max_ratio`` times it or more; each cell shows the value.
+        Dark green at ``1 / max_ratio`` of the floor (far better than independent MD of the training
+        length), pale at the floor (1), red at ``max_ratio`` times it or more; each cell shows the value.
         Returns the matplotlib figure (saved to ``path`` when given).
         """
         import matplotlib.pyplot as plt
@@ -524,15 +526,17 @@ class ScoreCard:
         keys = list(self.floor)
         R = np.array([[self.ratio(n)[k] if n != FLOOR else 1.0 for k in keys] for n in names])
         V = np.array([[self.rows[n][k] for k in keys] for n in names])
-        cmap = LinearSegmentedColormap.from_list("floor", ["#1a9850", "#fee08b", "#d73027"])
+        cmap = LinearSegmentedColormap.from_list(
+            "floor", [(0.0, "#00441b"), (0.35, "#41ab5d"), (0.5, "#f7fcb9"), (0.68, "#fdae61"), (1.0, "#a50026")])
         fig, ax = plt.subplots(figsize=(max(8.0, 0.62 * len(keys) + 2), 0.55 * len(names) + 2.6), layout="constrained")
         Rp = np.where(np.isfinite(R), np.clip(R, 1 / max_ratio, max_ratio), np.where(np.isnan(R), np.nan, max_ratio))
-        im = ax.imshow(np.ma.masked_invalid(Rp), cmap=cmap, norm=LogNorm(1.0 / 1.5, max_ratio), aspect="auto")
+        im = ax.imshow(np.ma.masked_invalid(Rp), cmap=cmap, norm=LogNorm(1.0 / max_ratio, max_ratio), aspect="auto")
         for i in range(len(names)):
             for j in range(len(keys)):
-                v = V[i, j]
+                v, r = V[i, j], Rp[i, j]
+                dark = np.isfinite(r) and (r < 0.2 or r > 5)
                 ax.text(j, i, "n/a" if np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.2g}"),
-                        ha="center", va="center", fontsize=7)
+                        ha="center", va="center", fontsize=7, color="white" if dark else "black")
         ax.set_xticks(range(len(keys)), [METRICS[k][1] for k in keys], rotation=50, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=9)
         groups = [METRICS[k][0] for k in keys]
@@ -541,9 +545,12 @@ class ScoreCard:
                 ax.axvline(j - 0.5, color="k", lw=1.5)
         ax.axhline(0.5, color="k", lw=1.0)
         m = self.meta
-        ax.set_title(f"scorecard against {m['reference']} ({m['n_frames'][m['reference']]:,} frames); "
-                     f"common time step {m['dt']:g} {m['time_unit']}; colour: value / MD-halves floor", fontsize=9)
-        fig.colorbar(im, ax=ax, label="ratio to the MD-halves floor", shrink=0.8)
+        ax.set_title(f"scorecard against {m['reference']} ({m['n_frames'][m['reference']]:,} frames); floor: "
+                     f"independent MD of {m['floor_frames']:,} frames; common time step {m['dt']:g} {m['time_unit']}",
+                     fontsize=9)
+        cb = fig.colorbar(im, ax=ax, label="value / floor (1: as good as independent MD of the training length)",
+                          shrink=0.8)
+        cb.set_ticks([0.1, 0.3, 1, 3, 10], labels=["0.1", "0.3", "1", "3", "10"])
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=150)
@@ -580,15 +587,16 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
           n_states: int = 100, n_sets: int = 2, n_bins: int = 40, its_lags=(1, 2, 3, 4, 5), n_its: int = 3,
           acf_max_steps: int | None = None, core_coordinate: str = "latent", cores=None, ck_steps: int = 5,
           max_dF: float = 6.0, tica_dim: int = 3, tica_lag: int | None = None, n_blocks: int = 5,
-          n_boot: int = 1000, msm_size=None, random_state: int = 0, chunk: int = 50_000) -> ScoreCard:
-    """Score candidate ensembles against a reference (MD), each metric beside the MD-halves floor.
+          n_boot: int = 1000, msm_size=None, random_state: int = 0, chunk: int = 50_000,
+          training: str | None = None, floor_frames: int | None = None) -> ScoreCard:
+    """Score candidate ensembles against a reference (converged MD), each metric beside the equal-length floor.
 
     See the module docstring for the metrics and the floors.
 
     Parameters
     ----------
     reference : Ensemble
-        The MD.
+        The yardstick: MD as long as can be had (the converged reference); the training MD is a candidate.
     candidates : dict name -> Ensemble
         Generated ensembles (same atoms). Their frame times must divide the common time step ``dt``
         (the longest frame time of all), e.g. LSS frames one propagator lag apart.
@@ -631,6 +639,12 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
         Seeds the MSM baseline and the bootstraps.
     chunk : int
         Frames per step of the feature pass.
+    training : str, optional
+        The candidate that is the training MD: the floor's pieces have its length (in time), so the
+        floor is what an independent MD run of that length scores, and the MSM baseline replays its
+        frames. Default: pieces of a quarter of the reference, the MSM replaying reference frames.
+    floor_frames : int, optional
+        Length of the floor's pieces in reference frames (overrides the one ``training`` implies).
 
     Returns
     -------
@@ -701,55 +715,71 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
 
     md_lat = latent_of("MD", md_tic)
 
-    # MSM on the MD's latent space: states for every kinetic metric, and the baseline
+    # the floor: the reference cut into pieces of floor_frames (frames laid end to end, the remainder
+    # left out); frame group = its piece (group n_pieces: the remainder)
+    n_md = reference.n_frames
+    if training is not None and training not in candidates:
+        raise ValueError(f"training={training!r} is not a candidate ({list(candidates)})")
+    if floor_frames is not None:
+        L = int(floor_frames)
+    elif training is not None:
+        L = int(round(candidates[training].n_frames * candidates[training].frame_time_ps / reference.frame_time_ps))
+    else:
+        L = n_md // 4
+    n_pieces = n_md // max(L, 1)
+    if L < 2 or n_pieces < 2:
+        raise ValueError(f"floor_frames={floor_frames} leaves fewer than 2 pieces of the reference ({n_md} frames): "
+                         f"give at most half the reference's length")
+    starts = np.concatenate([[0], np.cumsum([len(x) for x in md_xyz])])
+    groups = [np.minimum(np.arange(starts[i], starts[i + 1]) // L, n_pieces) for i in range(len(md_xyz))]
+
+    # MSM on the reference's latent space: the states and sets of every kinetic metric
     t1 = time.perf_counter()
     base = MSMBaseline(n_states=n_states, lag=s_md, random_state=random_state,
                        stride=max(1, sum(map(len, md_lat)) // 20_000)).fit(md_lat)  # k-means on <= ~20,000 frames
     sets = base.metastable_sets(n_sets)
+    # the MSM baseline: an MSM of ``msm_from``'s latent space sampled into its frames
+    src = "MD" if training is None else training
+    src_lat = md_lat if src == "MD" else latent_of(src, [project(x) for x in ens[src].xyz])
+    src_base = base if src == "MD" else MSMBaseline(
+        n_states=n_states, lag=stride[src], random_state=random_state,
+        stride=max(1, sum(map(len, src_lat)) // 20_000)).fit(src_lat)
     sizes = [(len(e.xyz), max(len(x) for x in e.xyz) // stride[n]) for n, e in candidates.items()]
     n_traj_msm, n_frames_msm = msm_size if msm_size is not None else max(sizes, key=lambda s: s[0] * s[1])
-    draws = [base.sample(n_frames_msm - 1, random_state=random_state + 1 + i, return_states=True, return_index=True)
+    draws = [src_base.sample(n_frames_msm - 1, random_state=random_state + 1 + i, return_index=True)[1]
              for i in range(int(n_traj_msm))] if msm_baseline else []
-    msm_idx = np.concatenate([d[2] for d in draws]) if draws else None
+    msm_idx = np.concatenate(draws) if draws else None
+    weights = (np.bincount(msm_idx, minlength=ens[src].n_frames).astype(np.float64)
+               if msm_idx is not None else None)
     timings["msm_s"] = time.perf_counter() - t1
-
-    # quarters of the MD: group label of every frame (frames laid end to end)
-    n_md = reference.n_frames
-    cuts = np.rint(np.linspace(0, n_md, 5)).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum([len(x) for x in md_xyz])])
-    groups = [np.searchsorted(cuts, np.arange(starts[i], starts[i + 1]), side="right") - 1 for i in range(len(md_xyz))]
-    groups = [np.clip(g, 0, 3) for g in groups]
 
     # the feature pass
     t1 = time.perf_counter()
-    fam = _families(md_xyz, n_bins, 4, chunk)
-    weights = np.bincount(msm_idx, minlength=n_md).astype(np.float64) if msm_idx is not None else None
+    fam = _families(md_xyz, n_bins, 1, chunk)
     desc = {}
-    md_series, md_hists = _describe(md_xyz, fam, tica, native, n_bins, chunk, groups, 4, weights)
-    if weights is not None:
-        msm_hists = {k: v[1][None] for k, v in md_hists.items()}
-        md_hists = {k: v[0] for k, v in md_hists.items()}
+    md_series, md_hists = _describe(md_xyz, fam, tica, native, n_bins, chunk, groups, n_pieces + 1,
+                                    weights if src == "MD" else None)
     md_series["tic"] = md_tic
     md_series["latent"] = md_lat
     desc["MD"] = _Described(md_series, md_hists, reference.frame_time_ps * to_unit, s_md, n_md)
-    if msm_idx is not None:
-        cat = {k: np.concatenate(v) for k, v in md_series.items()}
-        ser = {k: np.split(v[msm_idx], len(draws)) for k, v in cat.items() if k != "latent"}
-        ser["latent"] = [np.asarray(d[0], dtype=np.float32) for d in draws]
-        desc[MSM_ROW] = _Described(ser, msm_hists, dt, 1, len(msm_idx),
-                                   {"dtrajs": [np.asarray(d[1], dtype=np.int32) for d in draws]})
     for n, e in candidates.items():
-        ser, hists = _describe(e.xyz, fam, tica, native, n_bins, chunk)
+        ser, hists = _describe(e.xyz, fam, tica, native, n_bins, chunk, msm_weights=weights if n == src else None)
         ser["latent"] = latent_of(n, ser["tic"])
         desc[n] = _Described(ser, hists, e.frame_time_ps * to_unit, stride[n], e.n_frames)
+    if msm_idx is not None:
+        d_src = desc[src]
+        desc[MSM_ROW] = _Described(
+            {k: np.split(np.concatenate(v)[msm_idx], len(draws)) for k, v in d_src.series.items()},
+            {k: v[1][None] for k, v in d_src.hists.items()}, dt, 1, len(msm_idx))
+        d_src.hists = {k: v[0] for k, v in d_src.hists.items()}
+    md_hists = desc["MD"].hists
     timings["features_s"] = time.perf_counter() - t1
 
-    # discrete trajectories on the MSM's states
+    # discrete trajectories on the reference MSM's states
     for n, d in desc.items():
-        if "dtrajs" not in d.meta:
-            d.meta["dtrajs"] = base.transform(d.series["latent"])
-            if isinstance(d.meta["dtrajs"], np.ndarray):
-                d.meta["dtrajs"] = [d.meta["dtrajs"]]
+        d.meta["dtrajs"] = base.transform(d.series["latent"])
+        if isinstance(d.meta["dtrajs"], np.ndarray):
+            d.meta["dtrajs"] = [d.meta["dtrajs"]]
 
     # edges of the scalar series (the MD's range)
     md_cat = {k: np.concatenate(v) for k, v in md_series.items()}
@@ -780,8 +810,10 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
     def shortest_block(trajs, nb):
         return min(max(len(p) for p in b) for b in split_blocks(trajs, nb))
 
+    pieces = {key: cut_pieces(v, L, n_pieces) for key, v in
+              (("lat", md_lat), ("tic", md_tic), ("core", core_series(md_series)), ("dtrajs", desc["MD"].meta["dtrajs"]))}
     cap = min([(shortest_block(d.series["latent"], n_blocks) - 1) // d.stride for d in desc.values()]
-              + [(shortest_block(md_lat, 4) - 1) // s_md])
+              + [(min(max(len(x) for x in p) for p in pieces["lat"]) - 1) // s_md])
     if acf_max_steps is None:
         c = kinetics.autocorrelation([z[:, 0] for z in md_lat], max(1, cap * s_md))[::s_md]
         below = np.nonzero(c < math.exp(-2))[0]
@@ -861,41 +893,42 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
                 "mfpt_hi_lo": _ln_ratio(a["mfpt"]["hi_to_lo"]["mean"], b["mfpt"]["hi_to_lo"]["mean"]),
                 "flux": _ln_ratio(a["flux_rate"], b["flux_rate"])}
 
-    def ck_error(d_other, other_lag, d_ref=None):
-        r = chapman_kolmogorov(d_ref if d_ref is not None else desc["MD"].meta["dtrajs"], d_other, lag=s_md,
-                               n_steps=ck_steps, other_lag=other_lag, sets=sets)
-        return float(np.nanmean(r["rmse_other"])), r["rmse_other"]
+    def ck_error(d_other, other_lag):
+        """RMS difference of the set-to-set transition probabilities at k dt, candidate vs reference (both counted)."""
+        r = chapman_kolmogorov(desc["MD"].meta["dtrajs"], d_other, lag=s_md, n_steps=ck_steps, other_lag=other_lag,
+                               sets=sets)
+        diff = (r["other"] - r["reference"]).reshape(len(r["k"]), -1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_step = np.sqrt(np.nanmean(diff ** 2, axis=1))
+        return float(np.nanmean(per_step)) if np.isfinite(per_step).any() else float("inf"), per_step
 
     t1 = time.perf_counter()
     md_ft = desc["MD"].frame_time
-    md_h = hist_stats(md_series, {k: v.sum(0) for k, v in md_hists.items()})
+    md_h = hist_stats(md_series, {k: v[:n_pieces + 1].sum(0) for k, v in md_hists.items()})
     md_k = kinetic_stats(md_lat, md_tic, core_series(md_series), desc["MD"].meta["dtrajs"], s_md, md_ft, True,
                          random_state)
 
-    # the MD-halves floor: RMS over the three pairings of quarters
+    # the floor: each piece of the reference (independent MD of floor_frames) against the whole reference
     md_group = np.concatenate(groups)
-    q_pieces = {key: split_blocks(v, 4) for key, v in
-                (("lat", md_lat), ("tic", md_tic), ("core", core_series(md_series)),
-                 ("dtrajs", desc["MD"].meta["dtrajs"]))}
     floor_vals, floor_dets = [], []
-    for A, B in PAIRINGS:
-        ha = hist_stats(md_series, {k: v[list(A)].sum(0) for k, v in md_hists.items()}, np.isin(md_group, A))
-        hb = hist_stats(md_series, {k: v[list(B)].sum(0) for k, v in md_hists.items()}, np.isin(md_group, B))
-        vals, det = ensemble_metrics(ha, hb)
+    for p in range(n_pieces):
+        hp = hist_stats(md_series, {k: v[p] for k, v in md_hists.items()}, md_group == p)
+        vals, det = ensemble_metrics(hp, md_h)
         floor_dets.append(det)
-        half = {h: {key: [p for qi in idx for p in q_pieces[key][qi]] for key in q_pieces} for h, idx in (("a", A), ("b", B))}
-        ka = kinetic_stats(half["a"]["lat"], half["a"]["tic"], half["a"]["core"], half["a"]["dtrajs"], s_md, md_ft,
-                           False, random_state)
-        kb = kinetic_stats(half["b"]["lat"], half["b"]["tic"], half["b"]["core"], half["b"]["dtrajs"], s_md, md_ft,
-                           False, random_state)
-        vals |= kinetic_metrics(ka, kb)
-        vals["ck"] = ck_error(half["b"]["dtrajs"], s_md, half["a"]["dtrajs"])[0]
+        kp = kinetic_stats(pieces["lat"][p], pieces["tic"][p], pieces["core"][p], pieces["dtrajs"][p], s_md, md_ft,
+                           False, random_state + p)
+        vals |= kinetic_metrics(kp, md_k)
+        vals["ck"] = ck_error(pieces["dtrajs"][p], s_md)[0]
         floor_vals.append(vals)
-    floor = {key: float(np.sqrt(np.nanmean([v[key] ** 2 for v in floor_vals]))) for key in floor_vals[0]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        floor = {key: float(np.nanmean([v[key] for v in floor_vals])) for key in floor_vals[0]}
+        floor_sd = {key: float(np.nanstd([v[key] for v in floor_vals], ddof=1)) for key in floor_vals[0]}
     rows = {FLOOR: {k: floor[k] for k in METRICS if k in floor}}
     details = {"MD": _kin_details(md_k, its_lags, dt) | {"means": _means(md_series, native, n_blocks)},
-               FLOOR: {"pairings": [{"a": list(A), "b": list(B)} for A, B in PAIRINGS],
-                       "values": floor_vals}}
+               FLOOR: {"piece_frames": L, "n_pieces": n_pieces, "values": floor_vals,
+                       "sd": {k: floor_sd[k] for k in rows[FLOOR]}}}
     timings["md_s"] = time.perf_counter() - t1
 
     for n, d in desc.items():
@@ -914,11 +947,12 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
                          "n_frames": d.n_frames, "frame_time": d.frame_time, "wall_s": time.perf_counter() - t1})
     # per-feature floors of the torsions and distances: RMS over the pairings, like the card's
     for key in ("js_torsions", "js_distances"):
-        details[FLOOR][key] = np.sqrt(np.mean([d[key] ** 2 for d in floor_dets], 0))
+        details[FLOOR][key] = np.mean([d[key] for d in floor_dets], 0)
     order = [FLOOR] + ([MSM_ROW] if MSM_ROW in rows else []) + [n for n in candidates]
     rows = {n: rows[n] for n in order}
     timings["total_s"] = time.perf_counter() - t0
     meta = {"reference": reference.name, "candidates": list(candidates), "time_unit": unit, "dt": dt,
+            "floor_frames": L, "msm_from": reference.name if src == "MD" else src, "training": training,
             "strides": {("MD" if n == "MD" else n): s for n, s in stride.items()},
             "latent_space": "the ensembles' own latent trajectories" if latent_mode == "given"
             else f"TICA (kinetic map) of the MD's C-alpha distances ({tica_dim} components, lag {lag_t} frames)",

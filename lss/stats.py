@@ -17,7 +17,7 @@ import numpy as np
 
 from .utils import as_trajs
 
-__all__ = ["split_blocks", "block_average"]
+__all__ = ["cut_pieces", "split_blocks", "block_average"]
 
 
 # ------------------------------------------------------------------------------------ input forms
@@ -59,6 +59,28 @@ def _check_n_blocks(n_blocks, name: str = "n_blocks") -> int:
     return int(n_blocks)
 
 # ----------------------------------------------------------------------------------------- blocks
+def cut_pieces(trajs, length: int, n: int) -> list[list[np.ndarray]]:
+    """The first ``n * length`` frames of ``trajs`` (laid end to end) in ``n`` pieces of ``length`` frames.
+
+    Unlike :func:`split_blocks` the pieces have an exact length (the remainder is left out), e.g. pieces
+    of a long reference as long as a training set. Each piece is a list of views; a piece that spans
+    two trajectories keeps their boundary.
+    """
+    length, n = int(length), int(n)
+    if length < 1 or n < 0 or n * length > sum(len(t) for t in trajs):
+        raise ValueError(f"{n} pieces of {length} frames do not fit in {sum(len(t) for t in trajs)} frames")
+    out = [[] for _ in range(n)]
+    pos = 0
+    for t in trajs:
+        a = 0
+        while a < len(t) and pos < n * length:
+            b = min(len(t), a + length - pos % length)
+            out[pos // length].append(t[a:b])
+            pos += b - a
+            a = b
+    return out
+
+
 def split_blocks(trajs, n_blocks: int = 5) -> list[list[np.ndarray]]:
     """Cut trajectories into ``n_blocks`` contiguous blocks of (nearly) equal numbers of frames.
 

@@ -5,6 +5,9 @@ coordinates (bonds 0.38 nm, angles 1.6 rad, 17 torsions), whose torsions 4-11 fo
 two-state Markov switch (probability 0.004 per frame, so dwells of ~250 frames) smoothed by an AR(1)
 coordinate, plus fast noise. Candidates: an independent run of the same process, the reference
 shuffled in time, and the independent run with one torsion shifted by a known angle.
+
+The yardstick is a long run (the "converged reference", 8x the candidates' length); the floor is
+independent MD of the candidates' length, so an independent run of that length scores about 1.
 """
 import numpy as np
 import pytest
@@ -57,15 +60,22 @@ def toy_md(n_traj=2, n_frames=20_000, seed=0, shift=None):
     return np.stack(out)
 
 
+REF_FRAMES, TRAIN_FRAMES = 80_000, 10_000
+
+
 @pytest.fixture(scope="module")
 def card():
-    md = toy_md(seed=0)
+    ref = toy_md(n_frames=REF_FRAMES, seed=0)
+    md = toy_md(n_frames=TRAIN_FRAMES, seed=1)
     rng = np.random.default_rng(5)
     shuffled = np.stack([x[rng.permutation(len(x))] for x in md])
-    cands = {"independent": Ensemble(toy_md(seed=1), 1.0, "ps", name="independent"),
+    cands = {"training MD": Ensemble(md, 1.0, "ps", name="training MD"),
+             "independent": Ensemble(toy_md(n_frames=TRAIN_FRAMES, seed=2), 1.0, "ps", name="independent"),
              "shuffled": Ensemble(shuffled, 1.0, "ps", name="shuffled"),
-             "shifted": Ensemble(toy_md(seed=1, shift=(SHIFTED, SHIFT)), 1.0, "ps", name="shifted")}
-    return score(Ensemble(md, 1.0, "ps", name="MD"), cands, n_states=20, n_boot=200, random_state=0)
+             "shifted": Ensemble(toy_md(n_frames=TRAIN_FRAMES, seed=2, shift=(SHIFTED, SHIFT)), 1.0, "ps", name="shifted"),
+             "itself": Ensemble(ref, 1.0, "ps", name="itself")}
+    return score(Ensemble(ref, 1.0, "ps", name="reference"), cands, n_states=20, n_boot=200, random_state=0,
+                 training="training MD", msm_size=(2, TRAIN_FRAMES))
 
 
 KINETIC = ("its", "tdecor_tic1", "tdecor_latent1", "mfpt_lo_hi", "mfpt_hi_lo", "flux", "ck")
@@ -85,29 +95,43 @@ def test_js_distance_natural_log_bounds():
     assert js_distance([3, 1, 2], [3, 1, 2]) == 0.0
 
 
-def test_independent_md_sits_at_the_floor(card):
-    """An independent MD run of the same size scores like MD half against MD half (ratio ~0.7 expected)."""
-    r = card.ratio("independent")
-    assert np.nanmedian(list(r.values())) < 1.5, r
-    assert max(r.values()) < 4.0, r
-    assert card.rows["MD halves"]["js_torsions"] > 0 and card.rows["MD halves"]["its"] > 0
+def test_independent_md_of_the_training_length_scores_about_one(card):
+    """What the floor means: an independent run of the training length sits at ~1 on every metric."""
+    for name in ("independent", "training MD"):
+        r = card.ratio(name)
+        assert 0.6 < np.nanmedian(list(r.values())) < 1.6, (name, r)
+        assert max(r.values()) < 4.0, (name, r)
+    assert card.meta["floor_frames"] == 2 * TRAIN_FRAMES and card.details["equal-length MD"]["n_pieces"] == 8
+    assert all(v > 0 for v in card.floor.values()), card.floor
+
+
+def test_the_reference_scored_against_itself_is_zero(card):
+    assert all(v == pytest.approx(0.0, abs=1e-9) for v in card.rows["itself"].values()), card.rows["itself"]
 
 
 def test_time_shuffled_md_keeps_the_ensemble_and_fails_every_kinetic_metric(card):
-    r = card.ratio("shuffled")
+    r, r_md = card.ratio("shuffled"), card.ratio("training MD")
     for k, v in r.items():
         if k in KINETIC:
             assert v > 5.0, (k, v)
         else:
-            assert v < 0.1, (k, v)     # the very same frames: JS distances and free energies ~0
+            assert v == pytest.approx(r_md[k], rel=1e-6, abs=1e-9), (k, v)   # the very same frames
     passes = card.passes("shuffled")
     assert not any(passes[k] for k in KINETIC)
+
+
+def test_the_msm_baseline_replays_training_frames(card):
+    """Its frames are training frames: every ensemble number sits near the training MD's, none far better."""
+    r_msm, r_md = card.ratio("MSM baseline"), card.ratio("training MD")
+    for k in ("js_torsions", "js_distances", "js_rg", "js_bonds", "js_angles"):
+        assert r_msm[k] > 0.5 * r_md[k], (k, r_msm[k], r_md[k])
+    assert card.meta["msm_from"] == "training MD"
 
 
 def test_a_shifted_torsion_moves_that_js_distance_and_no_other(card):
     plain = np.asarray(card.details["independent"]["js_torsions"])
     shifted = np.asarray(card.details["shifted"]["js_torsions"])
-    floor = np.asarray(card.details["MD halves"]["js_torsions"])
+    floor = np.asarray(card.details["equal-length MD"]["js_torsions"])
     assert shifted[SHIFTED] > 0.5 and shifted[SHIFTED] > 10 * floor[SHIFTED]
     others = np.delete(np.arange(len(plain)), SHIFTED)
     assert np.allclose(shifted[others], plain[others], atol=1e-3)
@@ -121,7 +145,8 @@ def test_card_outputs(card, tmp_path):
 
     doc = json.loads(paths["json"].read_text())
     assert doc["metrics"]["js_torsions"]["unit"] == "1" and "natural log" in doc["metrics"]["js_torsions"]["how"]
-    assert set(doc["rows"]) == {"MD halves", "MSM baseline", "independent", "shuffled", "shifted"}
+    assert set(doc["rows"]) == {"equal-length MD", "MSM baseline", "training MD", "independent", "shuffled",
+                                "shifted", "itself"}
     assert "| metric |" in paths["markdown"].read_text()
     assert paths["figure"].stat().st_size > 10_000
 
@@ -192,6 +217,6 @@ def test_encoder_gives_the_latent_space_and_candidates_stay_untouched():
     assert cand.latent is None
     assert c.meta["latent_space"] == "the ensembles' own latent trajectories"
     assert c.meta["dt"] == 2.0 and c.meta["strides"] == {"MD": 2, "coarse": 1}
-    assert list(c.rows) == ["MD halves", "coarse"]
+    assert list(c.rows) == ["equal-length MD", "coarse"]
     with pytest.raises(ValueError, match="does not divide"):
         score(Ensemble(md, 1.0, "ps"), {"x": Ensemble(md, 1.5, "ps")}, encoder=FirstTorsions())

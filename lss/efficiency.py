@@ -1,0 +1,312 @@
+"""Is a latent space simulator worth more than the MD it learned from? Data efficiency and coverage.
+
+The protocol of notebook 09 (issue 22): the whole LSS (encoder, propagator, decoder) is retrained on
+independent pieces of a long converged MD run (the *reference*) of increasing length, and every
+estimate of the simulator, of the training MD itself and of an MSM that replays the training frames
+is scored against the whole reference. Plain MD of many lengths gives the **MD error curve**
+(:func:`md_error_curve`): how the error of MD's own estimate falls with its length. The headline per
+quantity is the **amplification factor** (:func:`amplification_factor`)::
+
+    G = (length of plain MD whose error equals the simulator's) / (training length)
+
+G > 1: the simulator's estimate is worth more MD than it was trained on; G < 1: it loses information.
+Beside accuracy, the intervals: each estimate's own sampling interval, and the spread of the
+estimates of simulators retrained on other training sets (the epistemic part), with their
+**coverage** of the reference (:func:`coverage`).
+
+Observables (all on one grid: one frame per propagator lag; :class:`Observables`):
+``F(Q)`` the free energy along the fraction of native contacts; ``Rg`` the mean radius of gyration;
+``t1`` ... ``tm`` the relaxation times of the latent coordinates (exponential fits to the
+autocorrelation, :func:`lss.kinetics.relaxation_table`); ``populations`` of the three metastable
+states (milestoned cores on Q and the proline flip, :func:`lss.gomodel.metastable_cores`) and the
+``MFPT`` between every ordered pair of them.
+
+Units: time in the data's unit (ns of model time for the Go model), free energies kT, lengths nm.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import analysis, gomodel, kinetics
+from .stats import cut_pieces
+
+__all__ = ["QUANTITIES", "Observables", "estimate", "errors", "scalars", "md_error_curve", "amplification_factor",
+           "coverage", "train_lss", "simulate"]
+
+#: key -> (label, unit, how the error against the reference is measured)
+QUANTITIES = {
+    "F(Q)": ("F(Q)", "kT", "aligned RMSE of F(Q) (30 bins on [0, 1]) over the reference's bins within 5 kT of its minimum"),
+    "Rg": ("mean Rg", "nm", "|mean Rg - reference|"),
+    "populations": ("state populations", "kT", "max over the 3 states of |ln p / p_ref| (milestoned cores)"),
+    "MFPT": ("MFPTs", "1", "median over the 6 ordered pairs of |ln(MFPT / MFPT_ref)| (inf: a pair never seen)"),
+    "t1": ("t1", "1", "|ln(t1 / t1_ref)|, relaxation times from the latent autocorrelations"),
+    "t2": ("t2", "1", "|ln(t2 / t2_ref)|"),
+    "t3": ("t3", "1", "|ln(t3 / t3_ref)|"),
+}
+Q_EDGES = np.linspace(0.0, 1.0, 31)
+MAX_DF = 5.0
+
+
+@dataclass
+class Observables:
+    """Per-trajectory series of one ensemble on the lag grid.
+
+    Attributes
+    ----------
+    q, flip, rg : list of np.ndarray (n_frames_i,)
+        Fraction of native contacts, proline flip angle (rad), radius of gyration (nm).
+    latent : list of np.ndarray (n_frames_i, m)
+        Latent coordinates (for the relaxation times).
+    dt : float
+        Time between frames (one propagator lag), the data's unit.
+    """
+
+    q: list
+    flip: list
+    rg: list
+    latent: list
+    dt: float
+
+    @classmethod
+    def from_xyz(cls, xyz, latent, dt: float, native=None) -> Observables:
+        """From structures: ``xyz`` list of (n_frames_i, n_atoms, 3) nm, ``latent`` list of (n_frames_i, m)."""
+        q, flip, rg = [], [], []
+        for x in xyz:
+            x = np.asarray(x, dtype=np.float32)
+            q.append(gomodel.fraction_native_contacts(x, native=native))
+            flip.append(gomodel.flip_angle(x, native=native))
+            c = x - x.mean(1, keepdims=True)
+            rg.append(np.sqrt(np.einsum("nij,nij->n", c, c) / x.shape[1]))
+        return cls(q, flip, rg, [np.asarray(z, dtype=np.float64) for z in latent], float(dt))
+
+    @property
+    def n_frames(self) -> int:
+        return sum(len(x) for x in self.q)
+
+    def take(self, index) -> Observables:
+        """The frames ``index`` (into all frames laid end to end, e.g. an MSM's replayed frames) as trajectories:
+        ``index`` (n_traj, n_steps) int."""
+        cat = {k: np.concatenate(getattr(self, k)) for k in ("q", "flip", "rg", "latent")}
+        return Observables(*[[cat[k][i] for i in np.atleast_2d(index)] for k in ("q", "flip", "rg", "latent")],
+                           self.dt)
+
+    def pieces(self, length: int, n: int | None = None) -> list[Observables]:
+        """Contiguous pieces of ``length`` frames (frames laid end to end), at most ``n`` of them."""
+        n = self.n_frames // length if n is None else min(int(n), self.n_frames // length)
+        parts = {k: cut_pieces(getattr(self, k), length, n) for k in ("q", "flip", "rg", "latent")}
+        return [Observables(parts["q"][i], parts["flip"][i], parts["rg"][i], parts["latent"][i], self.dt)
+                for i in range(n)]
+
+
+def _labels(obs: Observables) -> list[np.ndarray]:
+    return [gomodel.metastable_cores(q=q, flip=f) for q, f in zip(obs.q, obs.flip)]
+
+
+def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: int = 0) -> dict:
+    """Every observable of one ensemble, with its sampling interval.
+
+    Parameters
+    ----------
+    obs : Observables
+    acf_steps : int
+        Largest autocorrelation lag of the relaxation-time fits, in frames of ``obs`` (lags).
+    n_boot : int
+        Bootstrap samples of the MFPT intervals.
+
+    Returns
+    -------
+    dict: ``F`` (30,) kT on :data:`Q_EDGES`; ``rg``, ``rg_se`` nm; ``t``, ``t_se`` (m,) relaxation times sorted
+    slowest first (NaN: not resolved); ``p``, ``p_se`` (3,); ``mfpt``, ``mfpt_low``, ``mfpt_high`` (3, 3).
+    """
+    q = np.concatenate(obs.q)
+    p = np.histogram(q, bins=Q_EDGES)[0] / max(len(q), 1)
+    with np.errstate(divide="ignore"):
+        F = np.where(p > 0, -np.log(p), np.nan)
+    rg = np.concatenate(obs.rg)
+    nb = 5
+    blocks = [b.mean() for b in np.array_split(rg, nb)]
+    longest = max(len(z) for z in obs.latent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rt = kinetics.relaxation_table(obs.latent, min(int(acf_steps), longest - 2), frame_time=obs.dt, n_blocks=nb)
+    order = np.argsort(-np.nan_to_num(rt["t"], nan=-np.inf))
+    labels = _labels(obs)
+    pop = kinetics.state_populations(labels, len(gomodel.STATES), n_blocks=nb)
+    mf = kinetics.mfpt_matrix(labels, len(gomodel.STATES), frame_time=obs.dt, n_boot=n_boot, random_state=random_state)
+    return {"F": F, "rg": float(rg.mean()), "rg_se": float(np.std(blocks, ddof=1) / math.sqrt(nb)),
+            "t": rt["t"][order], "t_se": rt["se"][order], "p": pop["p"], "p_se": pop["se"],
+            "mfpt": mf["mean"], "mfpt_low": mf["low"], "mfpt_high": mf["high"]}
+
+
+def _ln(a, b) -> float:
+    a, b = float(a), float(b)
+    if not (np.isfinite(b) and b > 0):
+        return float("nan")
+    return abs(math.log(a / b)) if np.isfinite(a) and a > 0 else float("inf")
+
+
+def errors(est: dict, ref: dict) -> dict:
+    """Error of each quantity of :data:`QUANTITIES` against the reference's estimate (0: exact)."""
+    region = analysis.sampled_region(ref["F"], max_dF=MAX_DF)
+    ok = region & np.isfinite(est["F"])
+    out = {"F(Q)": analysis.aligned_rmse(ref["F"], est["F"], mask=ok) if ok.sum() > 1 else float("inf"),
+           "Rg": abs(est["rg"] - ref["rg"]),
+           "populations": max(_ln(a, b) for a, b in zip(est["p"], ref["p"]))}
+    off = ~np.eye(len(gomodel.STATES), dtype=bool)
+    out["MFPT"] = float(np.median([_ln(a, b) for a, b in zip(est["mfpt"][off], ref["mfpt"][off])]))
+    for i in range(min(3, len(ref["t"]))):
+        out[f"t{i + 1}"] = _ln(est["t"][i], ref["t"][i]) if i < len(est["t"]) else float("nan")
+    return out
+
+
+def scalars(est: dict, z: float = 1.0) -> dict:
+    """Scalar estimates with their sampling intervals ``value +/- z se`` (MFPTs: the bootstrap interval):
+    name -> (value, low, high)."""
+    out = {"Rg": (est["rg"], est["rg"] - z * est["rg_se"], est["rg"] + z * est["rg_se"])}
+    for i, s in enumerate(gomodel.STATES):
+        out[f"p_{s}"] = (est["p"][i], est["p"][i] - z * est["p_se"][i], est["p"][i] + z * est["p_se"][i])
+    for i, t in enumerate(est["t"][:3]):
+        out[f"t{i + 1}"] = (t, t - z * est["t_se"][i], t + z * est["t_se"][i])
+    for i, a in enumerate(gomodel.STATES):
+        for j, b in enumerate(gomodel.STATES):
+            if i != j:
+                out[f"mfpt_{a}_{b}"] = (est["mfpt"][i, j], est["mfpt_low"][i, j], est["mfpt_high"][i, j])
+    return out
+
+
+def md_error_curve(reference: Observables, lengths, ref_est: dict, acf_steps: int, max_pieces: int = 20,
+                   n_boot: int = 20) -> dict:
+    """Errors of plain MD's own estimates against the reference, for pieces of the reference of each length.
+
+    Parameters
+    ----------
+    reference : Observables
+        The converged MD on the lag grid.
+    lengths : sequence of int
+        Piece lengths in frames of ``reference``.
+    ref_est : dict
+        :func:`estimate` of the whole reference (the truth).
+    max_pieces : int
+        At most this many pieces per length (the first ones).
+
+    Returns
+    -------
+    dict: ``lengths`` (n_L,); ``errors`` quantity -> list (per length) of arrays (n_pieces,); ``rms``
+    quantity -> (n_L,) root-mean-square error over the pieces (inf pieces count as missing: see ``failed``);
+    ``failed`` quantity -> (n_L,) fraction of pieces with an infinite error (a state or pair never seen).
+    Each piece is part of the reference, which biases its error low by about ``sqrt((N - 1) / (N + 1))``
+    for ``N`` pieces in the reference.
+    """
+    lengths = [int(L) for L in lengths]
+    errs = {k: [] for k in QUANTITIES}
+    for L in lengths:
+        per = [errors(estimate(p, acf_steps, n_boot=n_boot), ref_est) for p in reference.pieces(L, max_pieces)]
+        for k in QUANTITIES:
+            errs[k].append(np.array([e.get(k, np.nan) for e in per], dtype=float))
+    rms, failed = {}, {}
+    for k, rows in errs.items():
+        rms[k] = np.array([np.sqrt(np.mean(r[np.isfinite(r)] ** 2)) if np.isfinite(r).any() else np.nan for r in rows])
+        failed[k] = np.array([float(np.mean(np.isinf(r))) for r in rows])
+    return {"lengths": np.array(lengths), "errors": errs, "rms": rms, "failed": failed}
+
+
+def amplification_factor(lengths, md_errors, model_error: float, train_length: float) -> tuple[float, str]:
+    """``G = L_eq / train_length``: the MD length whose error equals ``model_error``, over the training length.
+
+    The MD error curve is fitted by a power law ``err = a L^b`` (least squares in log-log over the
+    finite points; statistical error alone gives ``b = -1/2``) and inverted.
+
+    Returns
+    -------
+    (G, how): ``how`` is ``"interpolated"`` inside the measured lengths, ``"extrapolated"`` outside them
+    (read it as a bound), ``"undefined"`` when the curve does not fall with length (b >= 0) or the model
+    error is not finite and positive.
+    """
+    L, e = np.asarray(lengths, dtype=float), np.asarray(md_errors, dtype=float)
+    ok = np.isfinite(e) & (e > 0)
+    if ok.sum() < 2 or not (np.isfinite(model_error) and model_error > 0):
+        return float("nan"), "undefined"
+    b, log_a = np.polyfit(np.log(L[ok]), np.log(e[ok]), 1)
+    if b >= 0:
+        return float("nan"), "undefined"
+    L_eq = math.exp((math.log(model_error) - log_a) / b)
+    how = "interpolated" if L[ok].min() * (1 - 1e-9) <= L_eq <= L[ok].max() * (1 + 1e-9) else "extrapolated"
+    return float(L_eq / train_length), how
+
+
+def coverage(intervals, truth) -> dict:
+    """Fraction of intervals that contain the truth, with its Monte Carlo standard error.
+
+    Parameters
+    ----------
+    intervals : array (n, 2)
+        ``(low, high)`` per case; a case with a non-finite bound counts as not covering.
+    truth : array (n,)
+
+    Returns
+    -------
+    dict: ``coverage``, ``mc_se`` (``sqrt(c (1 - c) / n)``), ``n``.
+    """
+    iv, t = np.asarray(intervals, dtype=float).reshape(-1, 2), np.asarray(truth, dtype=float).ravel()
+    if len(iv) != len(t):
+        raise ValueError(f"{len(iv)} intervals for {len(t)} true values")
+    ok = np.isfinite(t)
+    hit = (iv[ok, 0] <= t[ok]) & (t[ok] <= iv[ok, 1])
+    n = int(ok.sum())
+    c = float(hit.mean()) if n else float("nan")
+    return {"coverage": c, "mc_se": float(math.sqrt(c * (1 - c) / n)) if n else float("nan"), "n": n}
+
+
+def train_lss(xyz, featurizer, srv, mdn, decoder, native, seed: int = 0) -> dict:
+    """Train the whole simulator (encoder, propagator, decoder) on one training set, as the main pipeline does.
+
+    Parameters
+    ----------
+    xyz : list of np.ndarray (n_frames_i, n_atoms, 3) nm
+        Training trajectories (frames of the main pipeline's frame time).
+    featurizer : the main pipeline's featurizer (structures -> features)
+    srv, mdn, decoder : unfitted :class:`lss.srv.SRV`, :class:`lss.mdn.MDNPropagator` and decoder
+        (e.g. the main pipeline's, rebuilt from ``get_params()`` with fewer epochs).
+    native : np.ndarray (n_atoms, 3)
+        Reference structure of the decoder.
+
+    Returns
+    -------
+    dict: ``encoder``, ``mdn``, ``decoder``, ``latent`` (list (n_frames_i, m)), ``failure`` (None, or why
+    the training is counted as failed: an SRV whose slowest kept timescale is shorter than its lag, a
+    propagator or decoder with a non-finite held-out loss).
+    """
+    from .features import Encoder, FeatureScaler
+
+    encoder = Encoder(featurizer, FeatureScaler(), srv).fit(list(xyz))
+    latent = [encoder.transform(x) for x in xyz]
+    failure = None
+    ts = np.asarray(srv.timescales_)[list(srv.modes_)]
+    if not np.all(np.isfinite(ts)) or ts.min() < srv.lag:
+        failure = f"SRV: kept timescales {np.round(ts, 1).tolist()} frames, not all slower than the lag {srv.lag}"
+    mdn.fit(latent)
+    if failure is None and not np.isfinite(min(mdn.history_["val_nll"])):
+        failure = "MDN: non-finite held-out NLL"
+    frames = np.concatenate([np.asarray(x) for x in xyz])
+    decoder.fit(frames, np.concatenate(latent), reference=native)
+    if failure is None and not np.isfinite(getattr(decoder, "val_nll_", 0.0)):
+        failure = "decoder: non-finite held-out NLL"
+    return {"encoder": encoder, "mdn": mdn, "decoder": decoder, "latent": latent, "failure": failure}
+
+
+def simulate(model: dict, n_traj: int, n_steps: int, burn: int, dt: float, native=None, seed: int = 0) -> Observables:
+    """Run a trained simulator (:func:`train_lss`) from random training frames and measure it.
+
+    ``n_traj`` trajectories of ``n_steps`` lags (the first ``burn`` dropped), every latent point decoded
+    (Q, flip and Rg of the decoded structures). ``dt``: time of one lag.
+    """
+    rng = np.random.default_rng(seed)
+    z_all = np.concatenate(model["latent"])
+    x0 = z_all[rng.integers(0, len(z_all), n_traj)]
+    z = model["mdn"].sample(x0, n_steps, random_state=seed)[:, burn:]
+    xyz = model["decoder"].generate(z.reshape(-1, z.shape[-1]), random_state=seed)
+    return Observables.from_xyz(list(xyz.reshape(n_traj, -1, *xyz.shape[1:])), list(z), dt, native=native)
