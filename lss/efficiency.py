@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import analysis, gomodel, kinetics
-from .stats import cut_pieces
+from .stats import cut_pieces, split_blocks
 
-__all__ = ["QUANTITIES", "Observables", "estimate", "errors", "scalars", "md_error_curve", "amplification_factor",
-           "coverage", "train_lss", "simulate"]
+__all__ = ["cut_pieces", "QUANTITIES", "Observables", "estimate", "errors", "scalars", "md_error_curve", "amplification_factor",
+           "coverage", "train_lss", "simulate", "replica", "interval_coverage"]
 
 #: key -> (label, unit, how the error against the reference is measured)
 QUANTITIES = {
@@ -47,6 +47,7 @@ QUANTITIES = {
     "t2": ("t2", "1", "|ln(t2 / t2_ref)|"),
     "t3": ("t3", "1", "|ln(t3 / t3_ref)|"),
 }
+#: with ``latent_edges`` (one shared latent space) also ``F(psi1)``, ``F(psi2)``, ...: aligned RMSE in kT
 Q_EDGES = np.linspace(0.0, 1.0, 31)
 MAX_DF = 5.0
 
@@ -87,12 +88,17 @@ class Observables:
     def n_frames(self) -> int:
         return sum(len(x) for x in self.q)
 
-    def take(self, index) -> Observables:
-        """The frames ``index`` (into all frames laid end to end, e.g. an MSM's replayed frames) as trajectories:
-        ``index`` (n_traj, n_steps) int."""
+    def take(self, index, dt: float) -> Observables:
+        """The frames ``index`` (n_traj, n_steps) int (into all frames laid end to end, e.g. an MSM's
+        replayed frames) as trajectories ``dt`` apart."""
         cat = {k: np.concatenate(getattr(self, k)) for k in ("q", "flip", "rg", "latent")}
         return Observables(*[[cat[k][i] for i in np.atleast_2d(index)] for k in ("q", "flip", "rg", "latent")],
-                           self.dt)
+                           float(dt))
+
+    def stride(self, step: int) -> Observables:
+        """Every ``step``-th frame (e.g. one per propagator lag)."""
+        return Observables(*[[x[::step] for x in getattr(self, k)] for k in ("q", "flip", "rg", "latent")],
+                           self.dt * step)
 
     def pieces(self, length: int, n: int | None = None) -> list[Observables]:
         """Contiguous pieces of ``length`` frames (frames laid end to end), at most ``n`` of them."""
@@ -106,7 +112,7 @@ def _labels(obs: Observables) -> list[np.ndarray]:
     return [gomodel.metastable_cores(q=q, flip=f) for q, f in zip(obs.q, obs.flip)]
 
 
-def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: int = 0) -> dict:
+def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: int = 0, latent_edges=None) -> dict:
     """Every observable of one ensemble, with its sampling interval.
 
     Parameters
@@ -116,6 +122,9 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
         Largest autocorrelation lag of the relaxation-time fits, in frames of ``obs`` (lags).
     n_boot : int
         Bootstrap samples of the MFPT intervals.
+    latent_edges : list of arrays, optional
+        Bin edges of each latent coordinate: also ``F_latent``, the free energy along each (only
+        where every ensemble compared shares one latent space, e.g. notebook 07's).
 
     Returns
     -------
@@ -129,15 +138,22 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
     rg = np.concatenate(obs.rg)
     nb = 5
     blocks = [b.mean() for b in np.array_split(rg, nb)]
-    longest = max(len(z) for z in obs.latent)
+    shortest = min(max(len(z) for z in b) for b in split_blocks(obs.latent, nb))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        rt = kinetics.relaxation_table(obs.latent, min(int(acf_steps), longest - 2), frame_time=obs.dt, n_blocks=nb)
+        rt = kinetics.relaxation_table(obs.latent, min(int(acf_steps), shortest - 1), frame_time=obs.dt, n_blocks=nb)
     order = np.argsort(-np.nan_to_num(rt["t"], nan=-np.inf))
     labels = _labels(obs)
     pop = kinetics.state_populations(labels, len(gomodel.STATES), n_blocks=nb)
     mf = kinetics.mfpt_matrix(labels, len(gomodel.STATES), frame_time=obs.dt, n_boot=n_boot, random_state=random_state)
-    return {"F": F, "rg": float(rg.mean()), "rg_se": float(np.std(blocks, ddof=1) / math.sqrt(nb)),
+    F_latent = []
+    if latent_edges is not None:
+        z = np.concatenate(obs.latent)
+        for i, e in enumerate(latent_edges):
+            pz = np.histogram(z[:, i], bins=e)[0] / len(z)
+            with np.errstate(divide="ignore"):
+                F_latent.append(np.where(pz > 0, -np.log(pz), np.nan))
+    return {"F": F, "F_latent": F_latent, "rg": float(rg.mean()), "rg_se": float(np.std(blocks, ddof=1) / math.sqrt(nb)),
             "t": rt["t"][order], "t_se": rt["se"][order], "p": pop["p"], "p_se": pop["se"],
             "mfpt": mf["mean"], "mfpt_low": mf["low"], "mfpt_high": mf["high"]}
 
@@ -160,6 +176,9 @@ def errors(est: dict, ref: dict) -> dict:
     out["MFPT"] = float(np.median([_ln(a, b) for a, b in zip(est["mfpt"][off], ref["mfpt"][off])]))
     for i in range(min(3, len(ref["t"]))):
         out[f"t{i + 1}"] = _ln(est["t"][i], ref["t"][i]) if i < len(est["t"]) else float("nan")
+    for i, (a, b) in enumerate(zip(est.get("F_latent", []), ref.get("F_latent", []))):
+        ok = analysis.sampled_region(b, max_dF=MAX_DF) & np.isfinite(a)
+        out[f"F(psi{i + 1})"] = analysis.aligned_rmse(b, a, mask=ok) if ok.sum() > 1 else float("inf")
     return out
 
 
@@ -179,7 +198,7 @@ def scalars(est: dict, z: float = 1.0) -> dict:
 
 
 def md_error_curve(reference: Observables, lengths, ref_est: dict, acf_steps: int, max_pieces: int = 20,
-                   n_boot: int = 20) -> dict:
+                   n_boot: int = 20, latent_edges=None) -> dict:
     """Errors of plain MD's own estimates against the reference, for pieces of the reference of each length.
 
     Parameters
@@ -187,7 +206,7 @@ def md_error_curve(reference: Observables, lengths, ref_est: dict, acf_steps: in
     reference : Observables
         The converged MD on the lag grid.
     lengths : sequence of int
-        Piece lengths in frames of ``reference``.
+        Piece lengths in frames of ``reference`` (those longer than the reference are left out).
     ref_est : dict
         :func:`estimate` of the whole reference (the truth).
     max_pieces : int
@@ -197,21 +216,27 @@ def md_error_curve(reference: Observables, lengths, ref_est: dict, acf_steps: in
     -------
     dict: ``lengths`` (n_L,); ``errors`` quantity -> list (per length) of arrays (n_pieces,); ``rms``
     quantity -> (n_L,) root-mean-square error over the pieces (inf pieces count as missing: see ``failed``);
-    ``failed`` quantity -> (n_L,) fraction of pieces with an infinite error (a state or pair never seen).
+    ``failed`` quantity -> (n_L,) fraction of pieces with an infinite error (a state or pair never seen);
+    ``sd`` quantity -> (n_L,) standard deviation of the finite errors over the pieces.
     Each piece is part of the reference, which biases its error low by about ``sqrt((N - 1) / (N + 1))``
     for ``N`` pieces in the reference.
     """
-    lengths = [int(L) for L in lengths]
-    errs = {k: [] for k in QUANTITIES}
-    for L in lengths:
-        per = [errors(estimate(p, acf_steps, n_boot=n_boot), ref_est) for p in reference.pieces(L, max_pieces)]
-        for k in QUANTITIES:
+    lengths = [int(L) for L in lengths if reference.n_frames // int(L) >= 1]
+    if not lengths:
+        raise ValueError(f"no length fits in the reference ({reference.n_frames} frames)")
+    per_L = [[errors(estimate(p, acf_steps, n_boot=n_boot, latent_edges=latent_edges), ref_est)
+              for p in reference.pieces(L, max_pieces)] for L in lengths]
+    keys = list(per_L[0][0])
+    errs = {k: [] for k in keys}
+    for per in per_L:
+        for k in keys:
             errs[k].append(np.array([e.get(k, np.nan) for e in per], dtype=float))
-    rms, failed = {}, {}
+    rms, failed, sd = {}, {}, {}
     for k, rows in errs.items():
+        sd[k] = np.array([np.std(r[np.isfinite(r)], ddof=1) if np.isfinite(r).sum() > 1 else np.nan for r in rows])
         rms[k] = np.array([np.sqrt(np.mean(r[np.isfinite(r)] ** 2)) if np.isfinite(r).any() else np.nan for r in rows])
-        failed[k] = np.array([float(np.mean(np.isinf(r))) for r in rows])
-    return {"lengths": np.array(lengths), "errors": errs, "rms": rms, "failed": failed}
+        failed[k] = np.array([float(np.mean(~np.isfinite(r))) for r in rows])
+    return {"lengths": np.array(lengths), "errors": errs, "rms": rms, "failed": failed, "sd": sd}
 
 
 def amplification_factor(lengths, md_errors, model_error: float, train_length: float) -> tuple[float, str]:
@@ -310,3 +335,77 @@ def simulate(model: dict, n_traj: int, n_steps: int, burn: int, dt: float, nativ
     z = model["mdn"].sample(x0, n_steps, random_state=seed)[:, burn:]
     xyz = model["decoder"].generate(z.reshape(-1, z.shape[-1]), random_state=seed)
     return Observables.from_xyz(list(xyz.reshape(n_traj, -1, *xyz.shape[1:])), list(z), dt, native=native)
+
+
+def replica(xyz, full: Observables, templates: dict, native, tau: int, acf_steps: int, n_traj: int, n_steps: int,
+            burn: int, msm_states: int, seed: int = 0) -> dict:
+    """One training set: the simulator retrained on it, the training MD itself and an MSM that replays it.
+
+    Parameters
+    ----------
+    xyz : list of np.ndarray (n_frames_i, n_atoms, 3) nm
+        The training set (a piece of the reference).
+    full : Observables
+        The same frames' observables at the full frame rate (latent: the main encoder's, for MD's own
+        estimate; the MSM uses the retrained encoder's).
+    templates : dict ``srv``, ``mdn``, ``decoder`` -> callables returning fresh unfitted estimators (seeded)
+        and ``featurizer``.
+    tau : int
+        Propagator lag in frames; every estimate is made on the lag grid.
+    n_traj, n_steps, burn : int
+        LSS trajectories, lags each, lags dropped at the start.
+    msm_states : int
+        k-means states of the MSM baseline.
+
+    Returns
+    -------
+    dict: ``est`` name -> :func:`estimate` for ``"MD"``, ``"MSM"``, ``"LSS"``; ``failure`` (None or why);
+    ``seconds`` (training and generation wall time).
+    """
+    import time
+
+    from .msm import MSMBaseline
+
+    t0 = time.perf_counter()
+    model = train_lss(xyz, templates["featurizer"], templates["srv"](seed), templates["mdn"](seed),
+                      templates["decoder"](seed), native, seed=seed)
+    dt = full.dt * tau
+    lss = simulate(model, n_traj, n_steps, burn, dt, native=native, seed=seed)
+    own = Observables(full.q, full.flip, full.rg, model["latent"], full.dt)
+    base = MSMBaseline(n_states=msm_states, lag=tau, random_state=seed).fit(model["latent"])
+    idx = np.stack([base.sample(n_steps - burn, random_state=seed + 1 + i, return_index=True)[1] for i in range(n_traj)])
+    est = {"MD": estimate(full.stride(tau), acf_steps, random_state=seed),
+           "MSM": estimate(own.take(idx, dt), acf_steps, random_state=seed),
+           "LSS": estimate(lss, acf_steps, random_state=seed)}
+    return {"est": est, "failure": model["failure"], "seconds": time.perf_counter() - t0,
+            "m": int(model["encoder"].n_components_)}
+
+
+def interval_coverage(replicas: list, ref_est: dict, name: str, z: float) -> dict:
+    """Coverage of the reference's scalars (:func:`scalars`) by two kinds of interval of ``name``'s estimates.
+
+    ``sampling``: each estimate's own interval (``z`` standard errors; MFPTs: the 95 % bootstrap
+    interval at ``z >= 1.96``, else shrunk to ``z / 1.96`` of it). ``retraining``: the estimate
+    ``+/- z sqrt(se^2 + sd^2)``, with ``sd`` the spread of the other replicas' estimates of the same
+    quantity (leave one out: the epistemic part). Returns kind -> :func:`coverage` dict, over every
+    (replica, scalar) case with a finite reference value.
+    """
+    truth = scalars(ref_est)
+    keys = list(truth)
+    vals = np.array([[scalars(r["est"][name])[k][0] for k in keys] for r in replicas], dtype=float)
+    lo = np.array([[scalars(r["est"][name])[k][1] for k in keys] for r in replicas], dtype=float)
+    hi = np.array([[scalars(r["est"][name])[k][2] for k in keys] for r in replicas], dtype=float)
+    shrink = min(1.0, z / 1.96)
+    mf = np.array([k.startswith("mfpt") for k in keys])
+    se = np.where(mf, (hi - lo) / (2 * 1.96), (hi - lo) / 2)    # sampling standard error per case
+    samp_lo, samp_hi = np.where(mf, vals - shrink * (vals - lo), vals - z * se), np.where(mf, vals + shrink * (hi - vals), vals + z * se)
+    out = {"sampling": coverage(np.stack([samp_lo.ravel(), samp_hi.ravel()], 1),
+                                np.tile([truth[k][0] for k in keys], len(replicas)))}
+    if len(replicas) >= 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sd = np.array([np.nanstd(np.delete(vals, r, 0), 0, ddof=1) for r in range(len(replicas))])
+        half = z * np.sqrt(np.nan_to_num(se, nan=0.0) ** 2 + sd ** 2)
+        out["retraining"] = coverage(np.stack([(vals - half).ravel(), (vals + half).ravel()], 1),
+                                     np.tile([truth[k][0] for k in keys], len(replicas)))
+    return out

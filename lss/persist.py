@@ -357,7 +357,8 @@ def load_any(path: str | os.PathLike, device: str = "cpu"):
         cls = registered(fmt)
     except KeyError:
         raise ValueError(f"{path}: format {fmt!r} is not one this lss reads (known: "
-                         f"{sorted(_REGISTRY)}); it was written by another lss version") from None
+                         f"{sorted(_REGISTRY)}): import the lss module that defines it first (e.g. lss.flow, lss.cwgan), or it "
+                         f"was written by another lss version") from None
     return cls.load(path, device=device)
 
 

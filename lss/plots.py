@@ -670,3 +670,56 @@ def free_energy_panels(profiles: dict, style: dict, labels, rmse: dict | None = 
     axs[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def efficiency_curves(curve: dict, errors: dict, table: dict, fractions, train_frames: float, quantities: dict):
+    """Error against the reference vs data length, one panel per quantity (notebook 09).
+
+    Parameters
+    ----------
+    curve : :func:`lss.efficiency.md_error_curve` (lengths in lag-grid frames)
+    errors : dict length fraction -> name ("MD", "MSM", "LSS") -> list (replicas) of :func:`lss.efficiency.errors`
+    table : dict (quantity, fraction) -> {"err": name -> RMS error, "G": name -> (G, how)}
+    fractions : the curve's lengths as fractions of the training MD
+    train_frames : the training MD's length in lag-grid frames
+    quantities : :data:`lss.efficiency.QUANTITIES`
+    """
+    import matplotlib.pyplot as plt
+
+    keys = list(quantities)
+    ncol = 4
+    nrow = -(-len(keys) // ncol)
+    fig, axs = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.0 * nrow), layout="constrained", squeeze=False)
+    x = np.asarray(curve["lengths"]) / train_frames
+    style = {"MD": ("k", "o", -0.06), "MSM": ("C2", "s", 0.0), "LSS": ("C3", "D", 0.06)}
+    for ax, k in zip(axs.flat, keys):
+        per = [np.asarray(e, dtype=float) for e in curve["errors"][k]]
+        lo = [np.nanpercentile(p[np.isfinite(p)], 16) if np.isfinite(p).any() else np.nan for p in per]
+        hi = [np.nanpercentile(p[np.isfinite(p)], 84) if np.isfinite(p).any() else np.nan for p in per]
+        ax.fill_between(x, lo, hi, color="0.85", label="MD pieces (16-84 %)")
+        ax.plot(x, curve["rms"][k], "k-", lw=1.5, label="MD error curve (RMS)")
+        for f, by_name in errors.items():
+            for name, (c, mk, dx) in style.items():
+                v = np.array([e[k] for e in by_name[name]], dtype=float)
+                fin = np.isfinite(v)
+                ax.plot(np.full(fin.sum(), f) * np.exp(dx), v[fin], mk, color=c, alpha=0.35, ms=4)
+                ax.plot(f * np.exp(dx), table[k, f]["err"][name], mk, color=c, ms=8, mec="k",
+                        label=f"{name} (RMS over replicas)" if f == min(errors) else None)
+        g = table[k, min(errors)]["G"]["LSS"]
+        shown = [v for ln in ax.get_lines() for v in np.asarray(ln.get_ydata(), dtype=float)]
+        if not any(np.isfinite(v) and v > 0 for v in shown):
+            ax.text(0.5, 0.5, "not resolved at these lengths", ha="center", va="center", transform=ax.transAxes)
+        else:
+            ax.set_yscale("log")
+        ax.set(xscale="log", xlabel="data length / training MD",
+               title=f"{quantities[k][0]}" + (f"   G = {g[0]:.2g}" if np.isfinite(g[0]) else ""))
+        ax.set_ylabel(f"error [{quantities[k][1]}]", fontsize=8)
+        ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+        ax.minorticks_off()
+    for ax in list(axs.flat)[len(keys):]:
+        ax.axis("off")
+    h, lab = axs.flat[0].get_legend_handles_labels()
+    (list(axs.flat)[len(keys)] if len(keys) < axs.size else axs.flat[0]).legend(h, lab, loc="center", fontsize=8)
+    fig.suptitle("error against the converged reference: plain MD of each length vs models trained on the "
+                 "training length (G at the shortest)", fontsize=10)
+    return fig

@@ -44,6 +44,7 @@ STEPS: dict[str, list[str]] = {
     "06_generate": ["02_trpcage_data", "03_srv", "04_mdn", "05_cwgan"],
     "07_analysis": ["02_trpcage_data", "03_srv", "04_mdn", "05_cwgan", "06_generate"],
     "08_adaptive_sampling": ["02_trpcage_data", "03_srv"],
+    "09_data_efficiency": ["02_trpcage_data", "03_srv", "04_mdn", "05_cwgan"],
 }
 
 

@@ -724,6 +724,11 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
         L = int(floor_frames)
     elif training is not None:
         L = int(round(candidates[training].n_frames * candidates[training].frame_time_ps / reference.frame_time_ps))
+        if 2 * L > n_md:
+            warnings.warn(f"the reference ({n_md} frames) holds fewer than two pieces of the training MD's length ({L} "
+                          f"frames): the floor is taken from its halves, which flatters nothing but is noisier than an "
+                          f"independent run of the training length", RuntimeWarning, stacklevel=2)
+            L = n_md // 2
     else:
         L = n_md // 4
     n_pieces = n_md // max(L, 1)

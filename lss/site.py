@@ -40,6 +40,7 @@ SUMMARY = {
     "07_analysis": "Are the simulated trajectories right? Free energies, kinetics, structures and the paper's "
                    "Fig. 3, Fig. 4 and Table 1.",
     "08_adaptive_sampling": "Adaptive sampling: where to run new MD, guided by the latent space simulator.",
+    "09_data_efficiency": "When does a latent space simulator add value? Data efficiency and intervals against the truth.",
 }
 
 _LINK = re.compile(r'href="(\d\d_[A-Za-z0-9_]+)\.ipynb(#[^"]*)?"')

@@ -17,7 +17,7 @@ def test_record_merges_and_report_renders(tmp_path, monkeypatch):
     assert m["four_well"]["timescales"] == {"value": [1.0, 2.0], "unit": "steps", "how": "MSM"}
     assert m["trpcage"]["rg"]["met"] is False
     report = results.write_report("smoke").read_text()
-    assert "| tv_lss |  | 0.0125 |  | 1 | <= 0.02 | yes |" in report
+    assert "| tv_lss |  | 0.0125 |  |  |  | 1 | <= 0.02 | yes |" in report
     assert "**NO**" in report and "## trpcage" in report
 
 
@@ -30,6 +30,20 @@ def test_targets_are_assessed_per_profile_and_smoke_is_not_held_to_them():
     assert results.Target("range", (0.3, 0.7)).assess(0.46, "paper") == ("0.3-0.7", True)
     assert results.Target("min", 30, per_profile={"smoke": 3}).assess(4, "smoke")[1] is True
     assert results.Target("max", 1.0).assess(float("nan"), "cpu")[1] is False   # a NaN never meets a target
+
+
+def test_a_relative_target_scales_with_the_equal_length_floor(tmp_path, monkeypatch):
+    t = results.Target("rel", 1.5)
+    assert t.assess(0.29, "cpu", floor=0.2) == ("<= 1.5 x the equal-length floor (0.2) = 0.3", True)
+    assert t.assess(0.31, "cpu", floor=0.2)[1] is False
+    assert t.assess(0.31, "cpu", floor=1.0)[1] is True          # the same error against a looser floor
+    assert t.assess(0.1, "cpu")[1] is None                      # no floor: not assessed, never assumed met
+    assert t.assess(float("inf"), "cpu", floor=0.2)[1] is False  # an unresolved quantity misses
+    monkeypatch.setenv("LSS_ROOT", str(tmp_path))
+    rec = results.Recorder("cpu", "trpcage", "07_analysis")
+    rec("error_fq_lss", 0.25, "kT", "aligned RMSE", training_md=0.3, floor=0.2)
+    report = results.write_report("cpu").read_text()
+    assert "| error_fq_lss |  | 0.25 |  | 0.3 | 0.2 | kT | <= 1.5 x the equal-length floor (0.2) = 0.3 | yes |" in report
 
 
 def test_recorder_fills_declared_targets_and_explicit_ones_win(tmp_path, monkeypatch):
@@ -51,5 +65,5 @@ def test_recorder_fills_declared_targets_and_explicit_ones_win(tmp_path, monkeyp
 def test_every_declared_target_is_well_formed():
     for (section, key), t in results.TARGETS.items():
         for profile in ("smoke", "class", "cpu", "paper"):
-            text, _ = t.assess(t.bound if t.kind != "range" else t.bound[0], profile)
+            text, _ = t.assess(t.bound if t.kind != "range" else t.bound[0], profile, floor=1.0)
             assert text and "{}" not in text, (section, key, profile)
