@@ -15,7 +15,7 @@ import numpy as np
 
 from . import analysis as A
 from .score import js_distance
-from .structure import bond_lengths, ca_angles
+from .structure import bond_lengths, ca_angles, nearest_rmsd
 
 #: bins of the bond-angle histograms: 2 degrees on [0, 180] degrees (MD's per-angle sd is about 10)
 ANGLE_BINS = np.linspace(0.0, np.pi, 91)
@@ -60,7 +60,7 @@ class DecoderBench:
 
     def __init__(self, md_train_xyz, md_train_latent, md_xyz, md_latent, tica, q_fn, encode=None,
                  n_fidelity: int = 300, n_per_point: int = 5, fes_bins: int = 40, max_dF: float = 6.0,
-                 random_state: int = 0):
+                 n_novelty: int = 300, random_state: int = 0):
         from scipy.spatial import cKDTree
 
         self.xyz, self.latent = np.asarray(md_xyz, np.float32), np.asarray(md_latent, np.float32)
@@ -87,6 +87,9 @@ class DecoderBench:
         _, nb = self._tree.query(self.latent[self.fid_idx] / self._scale, k=10)
         targets = np.repeat(self.xyz[self.fid_idx], 10, 0)
         self.fid_neighbours = float(np.median(A.pair_rmsd(self.train_xyz[nb.ravel()], targets)))
+        # novelty: the RMSD of held-out MD frames to their nearest training frame (what new MD scores)
+        self.nov_idx = rng.choice(len(self.xyz), min(n_novelty, len(self.xyz)), replace=False)
+        self.nov_md = nearest_rmsd(self.xyz[self.nov_idx], self.train_xyz)
         self.rng = rng
 
     def nearest_neighbour(self, latent: np.ndarray, k: int = 10) -> np.ndarray:
@@ -116,8 +119,11 @@ class DecoderBench:
         ``angle_sd`` / ``angle_sd_md`` (degrees, the sd of each bond angle ``(i, i+1, i+2)`` averaged over
         angles), ``angle_tv_median`` (median over angles of the histogram TV, 2-degree bins),
         ``angle_js`` (JS distance of the histogram of all angles pooled, as :mod:`lss.score`'s),
-        ``fidelity_rmsd`` / ``fidelity_rmsd_neighbours`` (nm), ``cycle_r`` (list, one per latent
-        coordinate), ``train_s``, ``frames_per_s``.
+        ``fidelity_rmsd`` / ``fidelity_rmsd_neighbours`` (nm), ``novelty_ratio`` (median RMSD of the
+        structures to their nearest training frame over the same for held-out MD frames: 0 for a lookup
+        that returns training frames, about 1 for new MD, above 1 off the MD's structures),
+        ``copied_fraction`` (structures closer to a training frame than 95 % of held-out MD frames are:
+        about 0.05 for new MD), ``cycle_r`` (list, one per latent coordinate), ``train_s``, ``frames_per_s``.
         """
         xyz = np.asarray(xyz, np.float32)
         q = np.asarray(self.q_fn(xyz), np.float64)
@@ -151,6 +157,10 @@ class DecoderBench:
         else:
             out["fidelity_rmsd"] = float("nan")
         out["fidelity_rmsd_neighbours"] = self.fid_neighbours
+        # novelty (the copying test): each structure's RMSD to its nearest training frame, against held-out MD's
+        nov = nearest_rmsd(xyz[self.nov_idx], self.train_xyz)
+        out["novelty_ratio"] = float(np.median(nov) / np.median(self.nov_md))
+        out["copied_fraction"] = float(np.mean(nov < np.quantile(self.nov_md, 0.05)))
         if self.encode is not None and paired:
             z = self.encode(xyz)
             out["cycle_r"] = [float(np.corrcoef(self.latent[:, j], z[:, j])[0, 1]) for j in range(z.shape[1])]
@@ -181,7 +191,7 @@ COLUMNS = (("q_tv", "Q TV", "{:.3f}"), ("tica_rmse_12", "TICA 1-2 [kT]", "{:.2f}
            ("pair_mae", "pair MAE [nm]", "{:.4f}"), ("bond_mean_err", "bond err [nm]", "{:+.4f}"),
            ("bond_sd", "bond sd [nm]", "{:.4f}"), ("angle_sd", "angle sd [deg]", "{:.1f}"),
            ("angle_tv_median", "angle TV", "{:.3f}"), ("fidelity_rmsd", "fidelity [nm]", "{:.3f}"),
-           ("cycle_r", "cycle r", None), ("train_s", "train [s]", "{:.0f}"), ("frames_per_s", "frames/s", "{:,.0f}"))
+           ("novelty_ratio", "novelty", "{:.2f}"), ("copied_fraction", "copies", "{:.2f}"), ("cycle_r", "cycle r", None), ("train_s", "train [s]", "{:.0f}"), ("frames_per_s", "frames/s", "{:,.0f}"))
 
 #: the decoder targets of the cpu profile (decoded at held-out latent points): key -> (text, test(row))
 TARGETS = {

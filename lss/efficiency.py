@@ -63,7 +63,11 @@ class Observables:
     latent : list of np.ndarray (n_frames_i, m)
         Latent coordinates (for the relaxation times).
     dt : float
-        Time between frames (one propagator lag), the data's unit.
+        Time between frames, the data's unit.
+    step : int
+        Frames per point of the kinetic grid (one propagator lag): MD keeps every frame for the
+        ensemble averages and its kinetics are measured on the same grid as the LSS's (``step = tau``);
+        an LSS or MSM trajectory has one frame per lag (``step = 1``).
     """
 
     q: list
@@ -71,9 +75,10 @@ class Observables:
     rg: list
     latent: list
     dt: float
+    step: int = 1
 
     @classmethod
-    def from_xyz(cls, xyz, latent, dt: float, native=None) -> Observables:
+    def from_xyz(cls, xyz, latent, dt: float, native=None, step: int = 1) -> Observables:
         """From structures: ``xyz`` list of (n_frames_i, n_atoms, 3) nm, ``latent`` list of (n_frames_i, m)."""
         q, flip, rg = [], [], []
         for x in xyz:
@@ -82,7 +87,7 @@ class Observables:
             flip.append(gomodel.flip_angle(x, native=native))
             c = x - x.mean(1, keepdims=True)
             rg.append(np.sqrt(np.einsum("nij,nij->n", c, c) / x.shape[1]))
-        return cls(q, flip, rg, [np.asarray(z, dtype=np.float64) for z in latent], float(dt))
+        return cls(q, flip, rg, [np.asarray(z, dtype=np.float64) for z in latent], float(dt), int(step))
 
     @property
     def n_frames(self) -> int:
@@ -95,16 +100,12 @@ class Observables:
         return Observables(*[[cat[k][i] for i in np.atleast_2d(index)] for k in ("q", "flip", "rg", "latent")],
                            float(dt))
 
-    def stride(self, step: int) -> Observables:
-        """Every ``step``-th frame (e.g. one per propagator lag)."""
-        return Observables(*[[x[::step] for x in getattr(self, k)] for k in ("q", "flip", "rg", "latent")],
-                           self.dt * step)
 
     def pieces(self, length: int, n: int | None = None) -> list[Observables]:
         """Contiguous pieces of ``length`` frames (frames laid end to end), at most ``n`` of them."""
         n = self.n_frames // length if n is None else min(int(n), self.n_frames // length)
         parts = {k: cut_pieces(getattr(self, k), length, n) for k in ("q", "flip", "rg", "latent")}
-        return [Observables(parts["q"][i], parts["flip"][i], parts["rg"][i], parts["latent"][i], self.dt)
+        return [Observables(parts["q"][i], parts["flip"][i], parts["rg"][i], parts["latent"][i], self.dt, self.step)
                 for i in range(n)]
 
 
@@ -118,8 +119,9 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
     Parameters
     ----------
     obs : Observables
+        Ensemble averages use every frame; relaxation times and MFPTs the kinetic grid (``obs.step``).
     acf_steps : int
-        Largest autocorrelation lag of the relaxation-time fits, in frames of ``obs`` (lags).
+        Largest autocorrelation lag of the relaxation-time fits, in points of the kinetic grid (lags).
     n_boot : int
         Bootstrap samples of the MFPT intervals.
     latent_edges : list of arrays, optional
@@ -138,14 +140,17 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
     rg = np.concatenate(obs.rg)
     nb = 5
     blocks = [b.mean() for b in np.array_split(rg, nb)]
+    s = obs.step
     shortest = min(max(len(z) for z in b) for b in split_blocks(obs.latent, nb))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        rt = kinetics.relaxation_table(obs.latent, min(int(acf_steps), shortest - 1), frame_time=obs.dt, n_blocks=nb)
+        rt = kinetics.relaxation_table(obs.latent, min(int(acf_steps), (shortest - 1) // s) * s, frame_time=obs.dt,
+                                       lag_step=s, n_blocks=nb)
     order = np.argsort(-np.nan_to_num(rt["t"], nan=-np.inf))
     labels = _labels(obs)
     pop = kinetics.state_populations(labels, len(gomodel.STATES), n_blocks=nb)
-    mf = kinetics.mfpt_matrix(labels, len(gomodel.STATES), frame_time=obs.dt, n_boot=n_boot, random_state=random_state)
+    mf = kinetics.mfpt_matrix([x[::s] for x in labels], len(gomodel.STATES), frame_time=obs.dt * s, n_boot=n_boot,
+                              random_state=random_state)
     F_latent = []
     if latent_edges is not None:
         z = np.concatenate(obs.latent)
@@ -346,8 +351,8 @@ def replica(xyz, full: Observables, templates: dict, native, tau: int, acf_steps
     xyz : list of np.ndarray (n_frames_i, n_atoms, 3) nm
         The training set (a piece of the reference).
     full : Observables
-        The same frames' observables at the full frame rate (latent: the main encoder's, for MD's own
-        estimate; the MSM uses the retrained encoder's).
+        The same frames' observables at the full frame rate with ``step = tau`` (latent: the main
+        encoder's, for MD's own estimate; the MSM uses the retrained encoder's).
     templates : dict ``srv``, ``mdn``, ``decoder`` -> callables returning fresh unfitted estimators (seeded)
         and ``featurizer``.
     tau : int
@@ -374,7 +379,7 @@ def replica(xyz, full: Observables, templates: dict, native, tau: int, acf_steps
     own = Observables(full.q, full.flip, full.rg, model["latent"], full.dt)
     base = MSMBaseline(n_states=msm_states, lag=tau, random_state=seed).fit(model["latent"])
     idx = np.stack([base.sample(n_steps - burn, random_state=seed + 1 + i, return_index=True)[1] for i in range(n_traj)])
-    est = {"MD": estimate(full.stride(tau), acf_steps, random_state=seed),
+    est = {"MD": estimate(full, acf_steps, random_state=seed),
            "MSM": estimate(own.take(idx, dt), acf_steps, random_state=seed),
            "LSS": estimate(lss, acf_steps, random_state=seed)}
     return {"est": est, "failure": model["failure"], "seconds": time.perf_counter() - t0,
@@ -388,7 +393,8 @@ def interval_coverage(replicas: list, ref_est: dict, name: str, z: float) -> dic
     interval at ``z >= 1.96``, else shrunk to ``z / 1.96`` of it). ``retraining``: the estimate
     ``+/- z sqrt(se^2 + sd^2)``, with ``sd`` the spread of the other replicas' estimates of the same
     quantity (leave one out: the epistemic part). Returns kind -> :func:`coverage` dict, over every
-    (replica, scalar) case with a finite reference value.
+    (replica, scalar) case with a finite reference value, with ``by_group``: the same per kind of scalar
+    (``Rg``, ``p`` populations, ``t`` relaxation times, ``mfpt``).
     """
     truth = scalars(ref_est)
     keys = list(truth)
@@ -399,13 +405,18 @@ def interval_coverage(replicas: list, ref_est: dict, name: str, z: float) -> dic
     mf = np.array([k.startswith("mfpt") for k in keys])
     se = np.where(mf, (hi - lo) / (2 * 1.96), (hi - lo) / 2)    # sampling standard error per case
     samp_lo, samp_hi = np.where(mf, vals - shrink * (vals - lo), vals - z * se), np.where(mf, vals + shrink * (hi - vals), vals + z * se)
-    out = {"sampling": coverage(np.stack([samp_lo.ravel(), samp_hi.ravel()], 1),
-                                np.tile([truth[k][0] for k in keys], len(replicas)))}
+    truth_row = np.tile([truth[k][0] for k in keys], len(replicas))
+    group = np.tile([k.split("_")[0] if not k.startswith("t") else "t" for k in keys], len(replicas))
+    intervals = {"sampling": (samp_lo.ravel(), samp_hi.ravel())}
     if len(replicas) >= 3:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             sd = np.array([np.nanstd(np.delete(vals, r, 0), 0, ddof=1) for r in range(len(replicas))])
         half = z * np.sqrt(np.nan_to_num(se, nan=0.0) ** 2 + sd ** 2)
-        out["retraining"] = coverage(np.stack([(vals - half).ravel(), (vals + half).ravel()], 1),
-                                     np.tile([truth[k][0] for k in keys], len(replicas)))
+        intervals["retraining"] = ((vals - half).ravel(), (vals + half).ravel())
+    out = {}
+    for kind, (a, b) in intervals.items():
+        iv = np.stack([a, b], 1)
+        out[kind] = coverage(iv, truth_row) | {"by_group": {g: coverage(iv[group == g], truth_row[group == g])
+                                                            for g in dict.fromkeys(group)}}
     return out

@@ -250,6 +250,40 @@ def acf_noise(acf, n_frames: int, n_sigma: float = 3.0) -> np.ndarray:
     return n_sigma * np.sqrt((1.0 + 2.0 * cum) / float(n_frames))
 
 
+def integrated_time(acf, dt: float, n_frames: int, n_sigma: float = 2.0) -> dict:
+    """Integrated autocorrelation time of each mode, and how far its autocorrelation is from one exponential.
+
+    ``t_int = dt (1/2 + sum_{k >= 1} C(k))`` (trapezoid rule), summed up to the first lag where ``C``
+    falls below its noise (:func:`acf_noise`); for ``C(k) = exp(-k dt / t)`` it equals ``t`` to
+    within ``dt^2 / (12 t)``. A slow tail that a single-exponential fit misses makes ``t_int`` larger than
+    the fitted time.
+
+    Parameters
+    ----------
+    acf : array (n_lags,) or (n_lags, m)
+        Normalised autocorrelation at lags ``0, dt, 2 dt, ...``.
+    dt : float
+        Time between the lags.
+    n_frames : int
+        Frames the autocorrelation was averaged over (its noise).
+
+    Returns
+    -------
+    dict: ``t_int`` (m,) in the unit of ``dt``; ``n_lags`` (m,) lags summed.
+    """
+    c = np.asarray(acf, dtype=np.float64)
+    one_d = c.ndim == 1
+    c = c[:, None] if one_d else c
+    noise = acf_noise(c, n_frames, n_sigma)
+    t_int, used = np.zeros(c.shape[1]), np.zeros(c.shape[1], dtype=int)
+    for j in range(c.shape[1]):
+        below = np.nonzero(c[1:, j] < noise[1:, j])[0]
+        end = below[0] + 1 if len(below) else len(c)
+        t_int[j] = dt * (0.5 + c[1:end, j].sum())
+        used[j] = end - 1
+    return {"t_int": t_int[0] if one_d else t_int, "n_lags": used[0] if one_d else used}
+
+
 def relaxation_table(trajs, max_lag: int, frame_time: float = 1.0, lag_step: int = 1, n_blocks: int = 5,
                      min_points: int = 5, cutoff: float = math.exp(-2)) -> dict:
     """Relaxation time of each mode with its block errors and how well the sampling resolves it.

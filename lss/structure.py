@@ -625,6 +625,32 @@ def rmsd_to_reference(xyz, ref_xyz, atom_indices=None) -> np.ndarray:
     return np.asarray(md.rmsd(t, r, 0, atom_indices=atom_indices), dtype=np.float64)
 
 
+def nearest_rmsd(xyz, pool) -> np.ndarray:
+    """RMSD of each frame of ``xyz`` to its nearest frame of ``pool`` (optimal superposition, ``mdtraj.rmsd``).
+
+    The copying test of a generative model: a decoder that returns training frames scores 0, held-out
+    MD frames score what new MD does. Cost: one ``mdtraj.rmsd`` call over the whole pool per frame.
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm
+    pool : array (n_pool, n_atoms, 3) nm, e.g. the training frames
+
+    Returns
+    -------
+    np.ndarray (n_frames,), nm
+    """
+    import mdtraj as md
+
+    t = _as_mdtraj(xyz, "xyz")
+    p = _as_mdtraj(pool, "pool")
+    if p.n_atoms != t.n_atoms:
+        raise ValueError(f"pool has {p.n_atoms} atoms, xyz has {t.n_atoms}")
+    p.center_coordinates()
+    t.center_coordinates()
+    return np.array([md.rmsd(p, t, i, precentered=True).min() for i in range(t.n_frames)], dtype=np.float64)
+
+
 def pair_rmsd(xyz_a, xyz_b) -> np.ndarray:
     """RMSD between frame ``k`` of ``xyz_a`` and frame ``k`` of ``xyz_b`` after optimal superposition.
 
@@ -828,3 +854,36 @@ def fraction_native_contacts(xyz, native, cutoff: float = 0.8, min_separation: i
         t = _writable(md.Trajectory(x[a:a + int(chunk)], _ca_topology(x.shape[1])))
         out[a:a + len(t)] = (md.compute_distances(t, c, periodic=False) < ratio * s).mean(1)
     return out
+
+
+def time_coherence(trajs, step: int = 1, max_pairs: int = 20_000, seed: int = 0) -> dict:
+    """How much consecutive frames of a trajectory resemble each other: frames ``step`` apart.
+
+    A decoder that draws each frame independently writes trajectories whose fast motions are
+    uncorrelated from one step to the next; MD's carry memory. Compared at one propagator lag
+    (``step = tau`` for MD, ``1`` for an LSS trajectory).
+
+    Parameters
+    ----------
+    trajs : list of array (n_frames_i, n_atoms, 3) nm, or a stack
+    step : int
+        Frames between the two frames of a pair.
+    max_pairs : int
+        At most this many pairs (drawn at random) for the RMSD.
+
+    Returns
+    -------
+    dict: ``rmsd`` (n_pairs,) nm, the C-alpha RMSD between frames ``t`` and ``t + step``;
+    ``rmsd_median`` nm; ``distance_acf``: the correlation of every C-alpha pair distance with itself
+    ``step`` later, averaged over pairs (1: no change in a step, 0: no memory).
+    """
+    rng = np.random.default_rng(seed)
+    trajs = [np.asarray(x, dtype=np.float32) for x in trajs]
+    a = np.concatenate([x[:-step] for x in trajs if len(x) > step])
+    b = np.concatenate([x[step:] for x in trajs if len(x) > step])
+    pick = rng.choice(len(a), min(max_pairs, len(a)), replace=False)
+    r = pair_rmsd(a[pick], b[pick])
+    da, db = ca_distances(a[pick]), ca_distances(b[pick])
+    da, db = da - da.mean(0), db - db.mean(0)
+    acf = (da * db).sum(0) / np.sqrt((da ** 2).sum(0) * (db ** 2).sum(0))
+    return {"rmsd": r, "rmsd_median": float(np.median(r)), "distance_acf": float(np.mean(acf))}

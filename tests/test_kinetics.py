@@ -250,3 +250,13 @@ def test_mfpt_matrix_with_two_states_is_mean_first_passage_times():
     for (a, b), key in (((0, 1), "lo_to_hi"), ((1, 0), "hi_to_lo")):
         assert r["n"][a, b] == len(fpt[key])
         assert r["mean"][a, b] == pytest.approx(0.5 * fpt[key][:, 0].mean(), rel=1e-12)
+
+
+def test_integrated_time_of_an_exponential_and_of_a_slow_tail():
+    from lss.kinetics import integrated_time
+    k = np.arange(400)
+    one = np.exp(-k / 20.0)
+    assert integrated_time(one, 1.0, 10**9)["t_int"] == pytest.approx(20.0, rel=0.01)
+    two = 0.8 * np.exp(-k / 20.0) + 0.2 * np.exp(-k / 100.0)     # a slow tail: t_int = 0.8*20 + 0.2*100 = 36
+    r = integrated_time(np.stack([one, two], 1), 1.0, 10**9)
+    assert r["t_int"][1] == pytest.approx(36.0, rel=0.03) and r["t_int"][0] < r["t_int"][1]

@@ -43,3 +43,27 @@ def test_torch_in_place_version_matches():
     t = torch.as_tensor(x.copy())
     project_bonds_(t, torch.full((4,), 0.38))
     np.testing.assert_allclose(t.numpy(), project_bonds(x, np.full(4, 0.38)), atol=1e-6)
+
+
+def test_nearest_rmsd_is_mdtrajs_minimum_and_zero_for_copies():
+    import mdtraj as md
+
+    from lss.structure import _as_mdtraj, nearest_rmsd
+    rng = np.random.default_rng(3)
+    pool = rng.normal(size=(60, 8, 3)).astype(np.float32)
+    x = pool[[4, 17]] + rng.normal(scale=0.05, size=(2, 8, 3)).astype(np.float32)
+    brute = [min(md.rmsd(_as_mdtraj(pool, "p"), _as_mdtraj(x, "x"), i)) for i in range(2)]
+    assert np.allclose(nearest_rmsd(x, pool), brute, atol=1e-5)
+    assert np.allclose(nearest_rmsd(pool[:5], pool), 0.0, atol=1e-3)     # copies of training frames
+
+
+def test_time_coherence_sees_memory_and_its_absence():
+    from lss.structure import time_coherence
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(20, 3)).astype(np.float32)
+    walk = np.cumsum(rng.normal(scale=0.01, size=(3000, 20, 3)), 0).astype(np.float32)   # slow drift
+    x = base + walk - walk.mean(0)
+    slow = time_coherence([x], step=1)
+    fast = time_coherence([x[rng.permutation(len(x))]], step=1)               # the same frames, no memory
+    assert slow["distance_acf"] > 0.9 and abs(fast["distance_acf"]) < 0.1
+    assert slow["rmsd_median"] < 0.5 * fast["rmsd_median"]
