@@ -658,15 +658,19 @@ def free_energy_panels(profiles: dict, style: dict, labels, rmse: dict | None = 
     import matplotlib.pyplot as plt
 
     n = len(profiles)
-    fig, axs = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
-    for ax, (i, prof) in zip(axs[0], profiles.items()):
+    ncol = min(n, 4)
+    nrow = -(-n // ncol)
+    fig, axs = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    for ax, (i, prof) in zip(axs.flat, profiles.items()):
         for k, (c, F, E) in prof.items():
             ax.plot(c, F, label=k, **style[k])
-            if E is not None and k in ("LSS", "MD"):
-                ax.fill_between(c, F - E, F + E, color=style[k]["color"], alpha=0.2)
+            if E is not None:            # block standard errors of every ensemble
+                ax.fill_between(c, F - E, F + E, color=style[k]["color"], alpha=0.15)
         ax.set(xlabel=labels[i], ylabel=r"$F$ [$k_BT$]", ylim=(-0.3, max_dF + 2))
         if rmse is not None and i in rmse:
             ax.set_title("RMSE vs reference: " + ", ".join(f"{k} {v:.2f}" for k, v in rmse[i].items()), fontsize=8)
+    for ax in list(axs.flat)[n:]:
+        ax.axis("off")
     axs[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -711,8 +715,12 @@ def efficiency_curves(curve: dict, errors: dict, table: dict, fractions, train_f
             ax.text(0.5, 0.5, "not resolved at these lengths", ha="center", va="center", transform=ax.transAxes)
         else:
             ax.set_yscale("log")
+        n_r = table[k, min(errors)].get("unresolved", {}).get("LSS", 0.0)
         ax.set(xscale="log", xlabel="data length / training MD",
-               title=f"{quantities[k][0]}" + (f"   G = {g[0]:.2g}" if np.isfinite(g[0]) else ""))
+               title=f"{quantities[k][0]}" + (f"   G = {g[0]:.2g}" + (" (extrapolated)" if g[1] == "extrapolated" else "")
+                                              if np.isfinite(g[0]) else "   G: n/a")
+               + (f"\nLSS: {n_r:.0%} of replicas do not resolve it" if n_r else ""))
+        ax.title.set_fontsize(9)
         ax.set_ylabel(f"error [{quantities[k][1]}]", fontsize=8)
         ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
         ax.minorticks_off()

@@ -221,12 +221,14 @@ def static_figure(xyz, topology, *, labels: Sequence[str] | None = None, colors:
         for j in group:
             colour = colors[j] if colors is not None else (f"C{j % 10}" if overlay and n > 1 else None)
             draw(ax, frames[j], colour, labels[j] if labels is not None else None)
+        if not overlay:   # each panel fits its own molecule (and the reference): the structure fills the panel
+            own = np.concatenate([frames[group]] + ([ref[None]] if ref is not None else [])).reshape(-1, 3)
+            lo_p, hi_p = own.min(0), own.max(0)
+            centre, half = (lo_p + hi_p) / 2, float((hi_p - lo_p).max() / 2) or 1.0
         ax.set(xlim=(centre[0] - half, centre[0] + half), ylim=(centre[1] - half, centre[1] + half),
                zlim=(centre[2] - half, centre[2] + half), xticks=[], yticks=[], zticks=[])
         ax.set_box_aspect((1, 1, 1), zoom=1.2)
-        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):   # light panes, no box lines: the structure stands out
-            axis.set_pane_color((0.96, 0.96, 0.96, 1.0))
-            axis.line.set_color((1, 1, 1, 0))
+        ax.set_axis_off()                             # no box, no panes: the structure stands out
         if overlay and n > 1 and (labels is not None or ref is not None):
             ax.legend(fontsize=7, loc="upper left")
         elif labels is not None and len(group) == 1:
