@@ -14,6 +14,11 @@ from .structure import bond_lengths
 COLORS = {"MD": "0.45", "nearest neighbour": "C7", "cWGAN": "C3", "cWGAN, min/max scaling": "C1", "flow": "C0"}
 
 
+def time_unit(ds) -> str:
+    """The time unit of a dataset's axes: ``"ns of model time"`` for the Go model (not Trp-cage's real time)."""
+    return f"{ds.time_unit} of model time" if ds.meta.get("source") == "go" else ds.time_unit
+
+
 def _color(name: str, k: int) -> str:
     return COLORS.get(name, f"C{k % 10}")
 
