@@ -145,8 +145,7 @@ def main(argv=None) -> dict:
 def run(a, decoder: str | None) -> dict:
     """All measurements for one simulator: the saved ``a.model``, or untrained networks with ``decoder``."""
     from lss.simulator import DECODE_BATCH, LatentSpaceSimulator
-    from lss.utils import torch_threads
-    from memory import PeakMemory
+    from lss.utils import PeakMemory, torch_threads
 
     n_threads = torch.get_num_threads()
     res: dict = {"machine": machine(), "load_avg_before": load_average(), "torch_threads_default": n_threads,
@@ -521,5 +520,4 @@ def report(r: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/memory.py
     main(sys.argv[1:])

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .decoder import N_ANGLE_FRAMES, Decoder
-from .structure import as_coords_and_latent, choose_reference, rmsd_to, superpose  # noqa: F401 (public here too)
+from .structure import as_coords_and_latent, choose_reference, superpose  # noqa: F401 (public here too)
 from .utils import get_device, local_torch_seed, torch_generator
 
 _OPTIMIZERS = ("adam", "rmsprop")

@@ -31,7 +31,7 @@ import numpy as np
 from . import gomodel, paths
 from .features import AllAtomFeaturizer, CAFeaturizer, FeatureScaler, iter_featurize
 from .trajio import iter_dcd, load_dcd, quiet_c_stdout, read_npy
-from .utils import hash_file, hash_obj, load_average
+from .utils import hash_file, hash_obj, jsonable, load_average
 
 _FORMAT = "lss.trpcage_dataset/2"
 _GO_CACHE_VERSION = 1
@@ -137,7 +137,7 @@ class TrpcageDataset:
         doc = {"format": _FORMAT, "versions": package_versions(), "n_traj": len(self.xyz),
                "lengths": self.lengths, "feature_names": list(self.feature_names),
                "frame_time": self.frame_time, "time_unit": self.time_unit, "meta": self.meta, "files": files}
-        (d / "dataset.json").write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+        (d / "dataset.json").write_text(json.dumps(jsonable(doc), indent=1, default=str) + "\n")
         return d
 
     @classmethod
@@ -176,16 +176,6 @@ class TrpcageDataset:
         return cls(xyz=arrays["xyz"], features=arrays["features"], feature_names=doc["feature_names"],
                    topology=top, frame_time=doc["frame_time"], time_unit=doc["time_unit"], q=arrays["q"],
                    meta=doc["meta"], scaler=scaler)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
 
 
 def _scaled_features(raw: list[np.ndarray], fit_on) -> tuple[list[np.ndarray], FeatureScaler]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import analysis as A
 from .score import js_distance
+from .stats import total_variation
 from .structure import bond_lengths, ca_angles, nearest_rmsd
 
 #: bins of the bond-angle histograms: 2 degrees on [0, 180] degrees (MD's per-angle sd is about 10)
@@ -24,9 +25,7 @@ ANGLE_BINS = np.linspace(0.0, np.pi, 91)
 # ------------------------------------------------------------------------------------ evaluation
 def histogram_tv(a: np.ndarray, b: np.ndarray, bins) -> float:
     """Total variation distance (0-1) between the histograms of samples ``a`` and ``b`` on ``bins``."""
-    ha = np.histogram(a, bins)[0].astype(np.float64)
-    hb = np.histogram(b, bins)[0].astype(np.float64)
-    return 0.5 * float(np.abs(ha / max(ha.sum(), 1) - hb / max(hb.sum(), 1)).sum())
+    return total_variation(np.histogram(a, bins)[0], np.histogram(b, bins)[0])
 
 
 class DecoderBench:

@@ -133,12 +133,9 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
     dict: ``F`` (30,) kT on :data:`Q_EDGES`; ``rg``, ``rg_se`` nm; ``t``, ``t_se`` (m,) relaxation times sorted
     slowest first (NaN: not resolved); ``p``, ``p_se`` (3,); ``mfpt``, ``mfpt_low``, ``mfpt_high`` (3, 3).
     """
-    q = np.concatenate(obs.q)
-    p = np.histogram(q, bins=Q_EDGES)[0] / max(len(q), 1)
-    with np.errstate(divide="ignore"):
-        F = np.where(p > 0, -np.log(p), np.nan)
-    rg = np.concatenate(obs.rg)
     nb = 5
+    F = analysis.free_energy_profile(obs.q, bins=Q_EDGES, n_blocks=nb)[1]
+    rg = np.concatenate(obs.rg)
     blocks = [b.mean() for b in np.array_split(rg, nb)]
     s = obs.step
     shortest = min(max(len(z) for z in b) for b in split_blocks(obs.latent, nb))
@@ -151,13 +148,8 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
     pop = kinetics.state_populations(labels, len(gomodel.STATES), n_blocks=nb)
     mf = kinetics.mfpt_matrix([x[::s] for x in labels], len(gomodel.STATES), frame_time=obs.dt * s, n_boot=n_boot,
                               random_state=random_state)
-    F_latent = []
-    if latent_edges is not None:
-        z = np.concatenate(obs.latent)
-        for i, e in enumerate(latent_edges):
-            pz = np.histogram(z[:, i], bins=e)[0] / len(z)
-            with np.errstate(divide="ignore"):
-                F_latent.append(np.where(pz > 0, -np.log(pz), np.nan))
+    F_latent = [analysis.free_energy_profile([z[:, i] for z in obs.latent], bins=e, n_blocks=nb)[1]
+                for i, e in enumerate(latent_edges or [])]
     return {"F": F, "F_latent": F_latent, "rg": float(rg.mean()), "rg_se": float(np.std(blocks, ddof=1) / math.sqrt(nb)),
             "t": rt["t"][order], "t_se": rt["se"][order], "p": pop["p"], "p_se": pop["se"],
             "mfpt": mf["mean"], "mfpt_low": mf["low"], "mfpt_high": mf["high"]}

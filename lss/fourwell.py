@@ -23,6 +23,8 @@ import math
 import numpy as np
 from scipy.linalg import expm
 
+from .stats import total_variation  # noqa: F401 (fw.total_variation in notebook 01)
+
 #: Prefactor of the paper's potential (deeptime's Prinz potential uses 4).
 PREFACTOR = 2.0
 
@@ -238,13 +240,6 @@ def coarse_grain(T: np.ndarray, pi: np.ndarray, x: np.ndarray, edges: np.ndarray
     keep = C.sum(axis=1) > 0
     C = C[np.ix_(keep, keep)]
     return C / C.sum(axis=1, keepdims=True)
-
-
-def total_variation(p: np.ndarray, q: np.ndarray) -> float:
-    """Total-variation distance ``0.5 * sum |p - q|`` between two histograms (each normalised here)."""
-    p = np.asarray(p, float) / np.sum(p)
-    q = np.asarray(q, float) / np.sum(q)
-    return 0.5 * float(np.abs(p - q).sum())
 
 
 class ExactReference:

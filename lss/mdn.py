@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +82,7 @@ class MDNPropagator(Estimator):
     Parameters
     ----------
     n_kernels : int
-        Number of Gaussian kernels ``C`` (paper: 8 for the four-well, 24 for Trp-cage). Called
-        ``n_components`` before lss 0.2 (still accepted, with a warning; ``n_components`` now
-        always means the latent dimension).
+        Number of Gaussian kernels ``C`` (paper: 8 for the four-well, 24 for Trp-cage).
     lag : int
         Lag time ``tau`` in frames of the training trajectories.
     hidden : tuple of int
@@ -140,13 +137,7 @@ class MDNPropagator(Estimator):
                  lr: float = 1e-3, lr_decay: float = 0.3, batch_size: int = 1024, max_epochs: int = 100, patience: int = 10,
                  val_fraction: float = 0.2, n_val_blocks: int = 10, reversible: bool = True,
                  stride: int = 1, device: str = "cpu", random_state: int | None = None,
-                 progress: bool = False, **renamed):
-        if "n_components" in renamed:
-            warnings.warn("MDNPropagator(n_components=...) is now n_kernels (n_components means the latent "
-                          "dimension everywhere in lss)", FutureWarning, stacklevel=2)
-            n_kernels = renamed.pop("n_components")
-        if renamed:
-            raise TypeError(f"MDNPropagator got unexpected keyword argument(s) {sorted(renamed)}")
+                 progress: bool = False):
         self.n_kernels = n_kernels
         self.lag = lag
         self.hidden = tuple(hidden)
@@ -164,11 +155,6 @@ class MDNPropagator(Estimator):
         self.progress = progress
 
     # ----------------------------------------------------------------------------------- helpers
-    @property
-    def dim_(self) -> int:
-        """Deprecated name of ``n_components_`` (the latent dimension)."""
-        return self.n_components_
-
     def _scale(self, x):
         return (x - self.lo_) / (self.hi_ - self.lo_)
 

@@ -35,21 +35,10 @@ def load_metrics(profile: str) -> dict:
 
 
 def _clean(v: Any) -> Any:
-    """Convert numpy scalars/arrays to plain JSON types."""
-    try:
-        import numpy as np
+    """Convert numpy scalars/arrays to plain JSON types (:func:`lss.utils.jsonable`)."""
+    from .utils import jsonable
 
-        if isinstance(v, np.generic):
-            return v.item()
-        if isinstance(v, np.ndarray):
-            return v.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    return v
+    return jsonable(v)
 
 
 def record(profile: str, section: str, key: str, value: Any, unit: str, *, how: str,

@@ -64,6 +64,7 @@ from . import analysis, kinetics, structure
 from .msm import MSMBaseline, chapman_kolmogorov, estimate_msm, msm_timescales_vs_lag
 from .stats import cut_pieces, split_blocks
 from .trajio import time_factor_ps
+from .utils import jsonable
 
 __all__ = ["FORMAT", "METRICS", "Ensemble", "ScoreCard", "js_distance", "score"]
 
@@ -265,7 +266,8 @@ def js_distance(p, q, axis: int = -1) -> np.ndarray:
     """Jensen-Shannon distance ``sqrt(JS(p || q))`` with the natural log, of histograms on the same bins.
 
     ``JS = (KL(p || m) + KL(q || m)) / 2`` with ``m = (p + q) / 2``; counts are normalised along
-    ``axis``. 0 for equal distributions, ``sqrt(ln 2) = 0.833`` for disjoint ones.
+    ``axis`` (``scipy.spatial.distance.jensenshannon``). 0 for equal distributions, ``sqrt(ln 2) =
+    0.833`` for disjoint ones.
 
     Parameters
     ----------
@@ -276,15 +278,9 @@ def js_distance(p, q, axis: int = -1) -> np.ndarray:
     -------
     np.ndarray (...), or a float for 1-D input
     """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    p = p / p.sum(axis, keepdims=True)
-    q = q / q.sum(axis, keepdims=True)
-    m = 0.5 * (p + q)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kp = np.where(p > 0, p * np.log(p / m), 0.0).sum(axis)
-        kq = np.where(q > 0, q * np.log(q / m), 0.0).sum(axis)
-    d = np.sqrt(np.clip(0.5 * (kp + kq), 0.0, None))
+    from scipy.spatial.distance import jensenshannon
+
+    d = jensenshannon(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64), axis=axis)
     return float(d) if np.ndim(d) == 0 else d
 
 
@@ -478,12 +474,12 @@ class ScoreCard:
                    if k in self.floor}
         rows = {name: {k: {"value": v, "ratio_to_floor": self.ratio(name)[k]} for k, v in r.items()}
                 for name, r in self.rows.items()}
-        return _jsonable({"format": FORMAT, "metrics": metrics, "floors": {
+        return jsonable({"format": FORMAT, "metrics": metrics, "floors": {
             FLOOR: "independent MD of the training length: pieces of the reference of that length, each scored "
                    "against the whole reference; mean over pieces (details: each piece and the spread)",
             MSM_ROW: "a Markov state model of the training MD's latent space (k-means, reversible MSM at the "
                      "common time step) sampled into training frames (it replays them), scored like a candidate"},
-            "rows": rows, "details": self.details, "meta": self.meta})
+            "rows": rows, "details": self.details, "meta": self.meta}, nonfinite_as_str=True)
 
     def to_json(self, path) -> Path:
         """Write ``score.json``: every number with its unit and how it was computed."""
@@ -566,20 +562,6 @@ class ScoreCard:
         paths["markdown"].write_text(self.markdown() + "\n")
         plt.close(self.figure(paths["figure"]))
         return paths
-
-
-def _jsonable(o):
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, np.ndarray):
-        return _jsonable(o.tolist())
-    if isinstance(o, (np.floating, float)):
-        return float(o) if np.isfinite(o) else str(float(o))
-    if isinstance(o, np.integer):
-        return int(o)
-    return o
 
 
 # ---------------------------------------------------------------------------------------- score
@@ -842,10 +824,7 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
             h["q"] = _hist1(cat("q"), E["q"])
             h["rmsd"] = _hist1(cat("rmsd"), E["rmsd"])
         h["F_tic12"] = analysis.free_energy_2d(cat("tic", 0), cat("tic", 1), bins=(E["tic1"], E["tic2"]))[2]
-        x1 = cat("latent", 0)
-        p = np.histogram(x1, bins=E["latent1"])[0] / len(x1)
-        with np.errstate(divide="ignore"):
-            h["F_latent1"] = np.where(p > 0, -np.log(p), np.nan)
+        h["F_latent1"] = analysis.free_energy_profile(cat("latent", 0), bins=E["latent1"], n_blocks=2)[1]
         h.update(hists_or_none)
         return h
 

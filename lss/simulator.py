@@ -94,9 +94,8 @@ def _positive_int(v, name: str, allow_zero: bool = False) -> int:
 
 
 def _latent_dim(est) -> int | None:
-    """Latent dimension of a propagator or decoder: ``n_components_`` (``dim_`` before lss 0.2)."""
-    m = getattr(est, "n_components_", None)
-    return m if m is not None else getattr(est, "dim_", None)
+    """Latent dimension of a propagator or decoder (``n_components_``), None where unknown."""
+    return getattr(est, "n_components_", None)
 
 
 def _segment_seeds(seed: int, group: int, segment: int) -> tuple[int, int]:
@@ -392,9 +391,7 @@ class LatentSpaceSimulator(Estimator):
     ----------
     encoder : lss.features.Encoder or None
         Maps structures to latent points ``(n_frames, m)`` (featurizer -> scaler -> SRV, one object).
-        None gives a simulator that starts from latent points only. (Before lss 0.2 this was the SRV,
-        with ``featurizer=`` and ``scaler=`` beside it; that form is still accepted, with a warning,
-        and wrapped into an ``Encoder``.)
+        None gives a simulator that starts from latent points only.
     propagator : lss.mdn.MDNPropagator
         Fitted latent propagator; its ``lag`` is in frames of its training data.
     decoder : lss.cwgan.CWGAN or lss.flow.FlowDecoder
@@ -431,20 +428,10 @@ class LatentSpaceSimulator(Estimator):
 
     def __init__(self, encoder, propagator, decoder, topology: md.Topology, frame_time: float,
                  time_unit: str = "ps", config: dict | None = None, data_fingerprint: str | None = None,
-                 start_latent=None, **legacy):
-        featurizer, scaler = legacy.pop("featurizer", None), legacy.pop("scaler", None)
-        if legacy:
-            raise TypeError(f"LatentSpaceSimulator got unexpected keyword argument(s) {sorted(legacy)}")
+                 start_latent=None):
         if encoder is not None and not isinstance(encoder, Encoder):
-            import warnings
-
-            warnings.warn("LatentSpaceSimulator(encoder=srv, featurizer=..., scaler=...) is now "
-                          "LatentSpaceSimulator(encoder=lss.features.Encoder(featurizer, scaler, srv))",
-                          FutureWarning, stacklevel=2)
-            encoder = Encoder(featurizer, scaler, encoder) if featurizer is not None else None
-        elif featurizer is not None or scaler is not None:
-            raise ValueError("featurizer and scaler belong to the Encoder; give encoder=Encoder(featurizer, "
-                             "scaler, srv)")
+            raise ValueError(f"encoder must be an lss.features.Encoder (featurizer, scaler and SRV in one), "
+                             f"got {type(encoder).__name__}")
         if propagator is None or not hasattr(propagator, "sample"):
             raise ValueError("propagator must be a fitted lss.mdn.MDNPropagator (it has no sample method)")
         if decoder is None or not hasattr(decoder, "generate"):
@@ -483,11 +470,6 @@ class LatentSpaceSimulator(Estimator):
     def n_components_(self) -> int:
         """The latent dimension ``m`` (the propagator's)."""
         return int(_latent_dim(self.propagator))
-
-    @property
-    def latent_dim(self) -> int:
-        """Deprecated name of ``n_components_``."""
-        return self.n_components_
 
     @property
     def featurizer(self):
@@ -895,17 +877,3 @@ class LatentSpaceSimulator(Estimator):
                 "data_fingerprint": self.data_fingerprint, "config": self.config,
                 "versions": getattr(self, "versions_", None)}
 
-
-def __getattr__(name):
-    # PeakMemory moved to benchmarks/memory.py (a measuring tool, not part of the simulator); this
-    # alias loads it from there until benchmarks/generation.py imports it directly.
-    if name == "PeakMemory":
-        import importlib.util
-
-        from .paths import root
-
-        spec = importlib.util.spec_from_file_location("lss_benchmarks_memory", root() / "benchmarks" / "memory.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod.PeakMemory
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

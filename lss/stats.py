@@ -17,7 +17,7 @@ import numpy as np
 
 from .utils import as_trajs
 
-__all__ = ["cut_pieces", "split_blocks", "block_average"]
+__all__ = ["cut_pieces", "split_blocks", "block_average", "total_variation"]
 
 
 # ------------------------------------------------------------------------------------ input forms
@@ -158,3 +158,12 @@ def block_average(values, n_blocks: int = 5) -> tuple:
     if np.ndim(mean) == 0:
         return float(mean), float(err)
     return mean, err
+
+
+def total_variation(p, q) -> float:
+    """Total-variation distance ``0.5 * sum |p - q|`` (0 ... 1) between two histograms on the same bins,
+    each normalised here (counts or probabilities)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    return 0.5 * float(np.abs(p / max(p.sum(), 1e-300) - q / max(q.sum(), 1e-300)).sum())
+

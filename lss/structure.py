@@ -56,12 +56,6 @@ def superpose(xyz: np.ndarray, reference: np.ndarray, chunk: int = 65536) -> np.
     return out
 
 
-def rmsd_to(xyz: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """C-alpha RMSD (nm) of each frame to ``reference`` after optimal superposition; shape (n_frames,)."""
-    al = superpose(xyz, reference).astype(np.float64)
-    return np.sqrt(((al - np.asarray(reference, dtype=np.float64)) ** 2).sum(-1).mean(-1))
-
-
 def bond_lengths(xyz: np.ndarray) -> np.ndarray:
     """Consecutive-atom distances; xyz (n_frames, n_atoms, 3) nm -> (n_frames, n_atoms - 1) nm."""
     xyz = np.asarray(xyz)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -216,3 +218,58 @@ class torch_threads:
 
         torch.set_num_threads(self.prev)
         return False
+
+
+class PeakMemory:
+    """Context manager: the peak resident memory (RSS, MB) of this process while it is active
+    (notebook 06's memory target, ``benchmarks/generation.py``).
+
+    Samples ``psutil.Process().memory_info().rss`` every ``interval`` seconds in a thread (the whole
+    process: interpreter, torch and data included). ``peak_mb`` holds the result.
+    """
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak_mb = interval, float("nan")
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss_mb() -> float:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
+    def _watch(self):
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
+
+    def __enter__(self) -> "PeakMemory":
+        self.peak_mb = self.rss_mb()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.rss_mb())
+        return False
+
+
+def jsonable(o, nonfinite_as_str: bool = False):
+    """Plain JSON types, recursively: numpy scalars and arrays, tuples, paths and dict keys converted.
+
+    ``nonfinite_as_str``: NaN and infinities become ``"nan"``, ``"inf"`` (strict JSON readers refuse
+    the bare ``NaN`` that ``json.dumps`` writes by default).
+    """
+    if isinstance(o, dict):
+        return {str(k): jsonable(v, nonfinite_as_str) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [jsonable(v, nonfinite_as_str) for v in o]
+    if isinstance(o, np.ndarray):
+        return jsonable(o.tolist(), nonfinite_as_str)
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and nonfinite_as_str and not math.isfinite(o):
+        return str(o)
+    return str(o) if isinstance(o, Path) else o
+

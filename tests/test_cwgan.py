@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from lss.cwgan import CWGAN, rmsd_to, superpose
+from lss.cwgan import CWGAN, superpose
+from lss.structure import rmsd_to_reference
 from toys import W_LOW, bimodal_chain, bimodal_tv
 
 SIGMA = 0.08  # rad, conditional spread of each bond angle
@@ -101,9 +102,9 @@ def test_superpose_undoes_rigid_motion_but_not_reflection():
     ref = xyz[0]
     moved = np.einsum("nij,aj->nai", _rotations(50, rng), ref) + rng.normal(size=(50, 1, 3))
     np.testing.assert_allclose(superpose(moved, ref), np.broadcast_to(ref, moved.shape), atol=2e-5)
-    assert rmsd_to(moved, ref).max() < 2e-5
+    assert rmsd_to_reference(moved, ref).max() < 5e-4     # mdtraj (QCP, float32): sqrt of a ~1e-8 nm^2 residual
     # a mirror image of a chiral (non-planar) structure cannot be superposed by a proper rotation
-    assert rmsd_to(ref[None] * np.array([1, 1, -1], dtype=np.float32), ref)[0] > 0.01
+    assert rmsd_to_reference(ref[None] * np.array([1, 1, -1], dtype=np.float32), ref)[0] > 0.01
 
 
 def test_conditional_mean_and_spread(fitted):

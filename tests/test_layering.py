@@ -15,7 +15,7 @@ LAYERS = [
     # concepts
     {"fourwell", "gomodel", "features", "srv", "mdn", "decoder", "cwgan", "flow", "msm", "kinetics", "analysis"},
     # composed
-    {"data", "simulator", "decoding", "plots", "fixtures", "score", "adaptive", "efficiency"},
+    {"data", "simulator", "decoding", "plots", "score", "adaptive", "efficiency"},
     # outer
     {"reproduce", "cli", "site"},
 ]

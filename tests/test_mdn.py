@@ -172,10 +172,10 @@ def test_fit_and_sample_leave_global_random_state_alone():
     assert np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
 
 
-def test_params_come_from_the_signature_and_the_old_kernel_name_still_works():
+def test_params_come_from_the_signature():
     p = MDNPropagator(n_kernels=5).get_params()
     assert p["n_kernels"] == 5 and "n_components" not in p
-    with pytest.warns(FutureWarning, match="n_kernels"):
-        assert MDNPropagator(n_components=7).n_kernels == 7
+    with pytest.raises(TypeError):
+        MDNPropagator(n_components=7)
     with pytest.raises(ValueError, match="not a parameter"):
         MDNPropagator().set_params(n_components=3)

@@ -3,7 +3,8 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from lss import fixtures, paths, reproduce
+import desres_fixture as fixtures
+from lss import paths, reproduce
 from lss.data import load_desres
 from lss.features import AllAtomFeaturizer
 

@@ -220,3 +220,15 @@ def test_encoder_gives_the_latent_space_and_candidates_stay_untouched():
     assert list(c.rows) == ["equal-length MD", "coarse"]
     with pytest.raises(ValueError, match="does not divide"):
         score(Ensemble(md, 1.0, "ps"), {"x": Ensemble(md, 1.5, "ps")}, encoder=FirstTorsions())
+
+
+def test_js_distance_is_the_hand_formula():
+    """scipy's jensenshannon (natural log) gives the JS distance written out: sqrt((KL(p|m) + KL(q|m)) / 2)."""
+    rng = np.random.default_rng(0)
+    p, q = rng.random((4, 12)), rng.random((4, 12))
+    p[0, :3] = 0
+    pn, qn = p / p.sum(1, keepdims=True), q / q.sum(1, keepdims=True)
+    m = (pn + qn) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = lambda a: np.where(a > 0, a * np.log(a / m), 0.0).sum(1)  # noqa: E731
+    assert np.allclose(js_distance(p, q), np.sqrt((kl(pn) + kl(qn)) / 2), atol=1e-12)

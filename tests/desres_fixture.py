@@ -100,7 +100,7 @@ def write_synthetic_desres(directory: str | Path, n_steps: int = 200_000, save_e
     -------
     dict with ``desres_dir`` and ``desres_pdb`` (paths) and ``n_frames``
     """
-    from . import gomodel
+    from lss import gomodel
 
     directory = Path(directory)
     inner = directory / "DESRES-Trajectory_2JOF-0-protein" / "2JOF-0-protein"
