@@ -67,3 +67,13 @@ def test_no_import_cycles():
     for m in graph:
         if m not in state:
             visit(m, [])
+
+
+def test_the_module_map_lists_every_module_in_its_layer():
+    """lss/__init__.py's map and LAYERS agree: every module named once, under the layer it is in."""
+    doc = lss.__doc__
+    sections = {name: doc.split(f"\n{name}\n")[1].split("\n\n")[0] for name in ("ground", "concepts", "composed", "outer")}
+    for layer, (name, text) in zip(LAYERS, sections.items()):
+        named = {line.split(":mod:`lss.")[1].split("`")[0] for line in text.splitlines() if ":mod:`lss." in line}
+        assert named == layer, (name, sorted(named ^ layer))
+
