@@ -35,7 +35,7 @@ from . import analysis, gomodel, kinetics
 from .stats import cut_pieces, split_blocks
 
 __all__ = ["cut_pieces", "QUANTITIES", "Observables", "estimate", "errors", "scalars", "md_error_curve", "amplification_factor",
-           "coverage", "train_lss", "simulate", "replica", "interval_coverage"]
+           "coverage", "train_lss", "simulate", "replica", "interval_coverage", "bayesian_msm", "bayes_coverage"]
 
 #: key -> (label, unit, how the error against the reference is measured)
 QUANTITIES = {
@@ -46,6 +46,8 @@ QUANTITIES = {
     "t1": ("t1", "1", "|ln(t1 / t1_ref)|, relaxation times from the latent autocorrelations"),
     "t2": ("t2", "1", "|ln(t2 / t2_ref)|"),
     "t3": ("t3", "1", "|ln(t3 / t3_ref)|"),
+    "F(TIC1,TIC2)": ("F(TIC1, TIC2)", "kT", "aligned RMSE of the free-energy surface on TIC1-TIC2 (TICA of the reference's "
+                     "C-alpha distances) over the reference's bins within 5 kT"),
 }
 #: with ``latent_edges`` (one shared latent space) also ``F(psi1)``, ``F(psi2)``, ...: aligned RMSE in kT
 Q_EDGES = np.linspace(0.0, 1.0, 31)
@@ -62,6 +64,8 @@ class Observables:
         Fraction of native contacts, proline flip angle (rad), radius of gyration (nm).
     latent : list of np.ndarray (n_frames_i, m)
         Latent coordinates (for the relaxation times).
+    tic : list of np.ndarray (n_frames_i, 2), optional
+        TIC1 and TIC2 of the structures (TICA of the reference's C-alpha distances), for F(TIC1, TIC2).
     dt : float
         Time between frames, the data's unit.
     step : int
@@ -76,18 +80,28 @@ class Observables:
     latent: list
     dt: float
     step: int = 1
+    tic: list | None = None
 
     @classmethod
-    def from_xyz(cls, xyz, latent, dt: float, native=None, step: int = 1) -> Observables:
-        """From structures: ``xyz`` list of (n_frames_i, n_atoms, 3) nm, ``latent`` list of (n_frames_i, m)."""
-        q, flip, rg = [], [], []
+    def from_xyz(cls, xyz, latent, dt: float, native=None, step: int = 1, tica=None) -> Observables:
+        """From structures: ``xyz`` list of (n_frames_i, n_atoms, 3) nm, ``latent`` list of (n_frames_i, m);
+        ``tica``: a fitted TICA of C-alpha distances (:func:`lss.analysis.fit_tica`) for ``tic``."""
+        q, flip, rg, tic = [], [], [], []
         for x in xyz:
             x = np.asarray(x, dtype=np.float32)
             q.append(gomodel.fraction_native_contacts(x, native=native))
             flip.append(gomodel.flip_angle(x, native=native))
             c = x - x.mean(1, keepdims=True)
             rg.append(np.sqrt(np.einsum("nij,nij->n", c, c) / x.shape[1]))
-        return cls(q, flip, rg, [np.asarray(z, dtype=np.float64) for z in latent], float(dt), int(step))
+            if tica is not None:
+                tic.append(np.concatenate([analysis.project(tica, analysis.ca_distances(x[a:a + 100_000]))[:, :2]
+                                           for a in range(0, len(x), 100_000)]))
+        return cls(q, flip, rg, [np.asarray(z, dtype=np.float64) for z in latent], float(dt), int(step),
+                   tic if tica is not None else None)
+
+    @property
+    def _fields(self) -> tuple:
+        return ("q", "flip", "rg", "latent") + (("tic",) if self.tic is not None else ())
 
     @property
     def n_frames(self) -> int:
@@ -96,24 +110,26 @@ class Observables:
     def take(self, index, dt: float) -> Observables:
         """The frames ``index`` (n_traj, n_steps) int (into all frames laid end to end, e.g. an MSM's
         replayed frames) as trajectories ``dt`` apart."""
-        cat = {k: np.concatenate(getattr(self, k)) for k in ("q", "flip", "rg", "latent")}
-        return Observables(*[[cat[k][i] for i in np.atleast_2d(index)] for k in ("q", "flip", "rg", "latent")],
-                           float(dt))
+        cat = {k: np.concatenate(getattr(self, k)) for k in self._fields}
+        idx = np.atleast_2d(index)
+        return Observables(*[[cat[k][i] for i in idx] for k in ("q", "flip", "rg", "latent")], float(dt),
+                           tic=[cat["tic"][i] for i in idx] if self.tic is not None else None)
 
 
     def pieces(self, length: int, n: int | None = None) -> list[Observables]:
         """Contiguous pieces of ``length`` frames (frames laid end to end), at most ``n`` of them."""
         n = self.n_frames // length if n is None else min(int(n), self.n_frames // length)
-        parts = {k: cut_pieces(getattr(self, k), length, n) for k in ("q", "flip", "rg", "latent")}
-        return [Observables(parts["q"][i], parts["flip"][i], parts["rg"][i], parts["latent"][i], self.dt, self.step)
-                for i in range(n)]
+        parts = {k: cut_pieces(getattr(self, k), length, n) for k in self._fields}
+        return [Observables(parts["q"][i], parts["flip"][i], parts["rg"][i], parts["latent"][i], self.dt, self.step,
+                            parts["tic"][i] if self.tic is not None else None) for i in range(n)]
 
 
 def _labels(obs: Observables) -> list[np.ndarray]:
     return [gomodel.metastable_cores(q=q, flip=f) for q, f in zip(obs.q, obs.flip)]
 
 
-def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: int = 0, latent_edges=None) -> dict:
+def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: int = 0, latent_edges=None,
+             tic_edges=None) -> dict:
     """Every observable of one ensemble, with its sampling interval.
 
     Parameters
@@ -127,6 +143,8 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
     latent_edges : list of arrays, optional
         Bin edges of each latent coordinate: also ``F_latent``, the free energy along each (only
         where every ensemble compared shares one latent space, e.g. notebook 07's).
+    tic_edges : (array, array), optional
+        Bin edges of TIC1 and TIC2: also ``F_tic``, the free-energy surface of the structures (needs ``obs.tic``).
 
     Returns
     -------
@@ -150,7 +168,11 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
                               random_state=random_state)
     F_latent = [analysis.free_energy_profile([z[:, i] for z in obs.latent], bins=e, n_blocks=nb)[1]
                 for i, e in enumerate(latent_edges or [])]
-    return {"F": F, "F_latent": F_latent, "rg": float(rg.mean()), "rg_se": float(np.std(blocks, ddof=1) / math.sqrt(nb)),
+    F_tic = None
+    if tic_edges is not None and obs.tic is not None:
+        t = np.concatenate(obs.tic)
+        F_tic = analysis.free_energy_2d(t[:, 0], t[:, 1], bins=tic_edges)[2]
+    return {"F": F, "F_latent": F_latent, "F_tic": F_tic, "rg": float(rg.mean()), "rg_se": float(np.std(blocks, ddof=1) / math.sqrt(nb)),
             "t": rt["t"][order], "t_se": rt["se"][order], "p": pop["p"], "p_se": pop["se"],
             "mfpt": mf["mean"], "mfpt_low": mf["low"], "mfpt_high": mf["high"]}
 
@@ -173,6 +195,9 @@ def errors(est: dict, ref: dict) -> dict:
     out["MFPT"] = float(np.median([_ln(a, b) for a, b in zip(est["mfpt"][off], ref["mfpt"][off])]))
     for i in range(min(3, len(ref["t"]))):
         out[f"t{i + 1}"] = _ln(est["t"][i], ref["t"][i]) if i < len(est["t"]) else float("nan")
+    if est.get("F_tic") is not None and ref.get("F_tic") is not None:
+        ok = analysis.sampled_region(ref["F_tic"], max_dF=MAX_DF) & np.isfinite(est["F_tic"])
+        out["F(TIC1,TIC2)"] = analysis.aligned_rmse(ref["F_tic"], est["F_tic"], mask=ok) if ok.sum() > 1 else float("inf")
     for i, (a, b) in enumerate(zip(est.get("F_latent", []), ref.get("F_latent", []))):
         ok = analysis.sampled_region(b, max_dF=MAX_DF) & np.isfinite(a)
         out[f"F(psi{i + 1})"] = analysis.aligned_rmse(b, a, mask=ok) if ok.sum() > 1 else float("inf")
@@ -195,7 +220,7 @@ def scalars(est: dict, z: float = 1.0) -> dict:
 
 
 def md_error_curve(reference: Observables, lengths, ref_est: dict, acf_steps: int, max_pieces: int = 20,
-                   n_boot: int = 20, latent_edges=None) -> dict:
+                   n_boot: int = 20, latent_edges=None, tic_edges=None) -> dict:
     """Errors of plain MD's own estimates against the reference, for pieces of the reference of each length.
 
     Parameters
@@ -221,7 +246,7 @@ def md_error_curve(reference: Observables, lengths, ref_est: dict, acf_steps: in
     lengths = [int(L) for L in lengths if reference.n_frames // int(L) >= 1]
     if not lengths:
         raise ValueError(f"no length fits in the reference ({reference.n_frames} frames)")
-    per_L = [[errors(estimate(p, acf_steps, n_boot=n_boot, latent_edges=latent_edges), ref_est)
+    per_L = [[errors(estimate(p, acf_steps, n_boot=n_boot, latent_edges=latent_edges, tic_edges=tic_edges), ref_est)
               for p in reference.pieces(L, max_pieces)] for L in lengths]
     keys = list(per_L[0][0])
     errs = {k: [] for k in keys}
@@ -320,7 +345,8 @@ def train_lss(xyz, featurizer, srv, mdn, decoder, native, seed: int = 0) -> dict
     return {"encoder": encoder, "mdn": mdn, "decoder": decoder, "latent": latent, "failure": failure}
 
 
-def simulate(model: dict, n_traj: int, n_steps: int, burn: int, dt: float, native=None, seed: int = 0) -> Observables:
+def simulate(model: dict, n_traj: int, n_steps: int, burn: int, dt: float, native=None, seed: int = 0,
+             tica=None) -> Observables:
     """Run a trained simulator (:func:`train_lss`) from random training frames and measure it.
 
     ``n_traj`` trajectories of ``n_steps`` lags (the first ``burn`` dropped), every latent point decoded
@@ -331,11 +357,11 @@ def simulate(model: dict, n_traj: int, n_steps: int, burn: int, dt: float, nativ
     x0 = z_all[rng.integers(0, len(z_all), n_traj)]
     z = model["mdn"].sample(x0, n_steps, random_state=seed)[:, burn:]
     xyz = model["decoder"].generate(z.reshape(-1, z.shape[-1]), random_state=seed)
-    return Observables.from_xyz(list(xyz.reshape(n_traj, -1, *xyz.shape[1:])), list(z), dt, native=native)
+    return Observables.from_xyz(list(xyz.reshape(n_traj, -1, *xyz.shape[1:])), list(z), dt, native=native, tica=tica)
 
 
 def replica(xyz, full: Observables, templates: dict, native, tau: int, acf_steps: int, n_traj: int, n_steps: int,
-            burn: int, msm_states: int, seed: int = 0) -> dict:
+            burn: int, msm_states: int, seed: int = 0, tica=None, tic_edges=None) -> dict:
     """One training set: the simulator retrained on it, the training MD itself and an MSM that replays it.
 
     Parameters
@@ -353,10 +379,13 @@ def replica(xyz, full: Observables, templates: dict, native, tau: int, acf_steps
         LSS trajectories, lags each, lags dropped at the start.
     msm_states : int
         k-means states of the MSM baseline.
+    tica, tic_edges : optional
+        TICA of the reference's C-alpha distances and the TIC1-TIC2 bins: also F(TIC1, TIC2).
 
     Returns
     -------
-    dict: ``est`` name -> :func:`estimate` for ``"MD"``, ``"MSM"``, ``"LSS"``; ``failure`` (None or why);
+    dict: ``est`` name -> :func:`estimate` for ``"MD"``, ``"MSM"``, ``"LSS"``; ``bayes``: posterior samples
+    of a Bayesian MSM on the same states (:func:`bayesian_msm`); ``failure`` (None or why);
     ``seconds`` (training and generation wall time).
     """
     import time
@@ -367,15 +396,72 @@ def replica(xyz, full: Observables, templates: dict, native, tau: int, acf_steps
     model = train_lss(xyz, templates["featurizer"], templates["srv"](seed), templates["mdn"](seed),
                       templates["decoder"](seed), native, seed=seed)
     dt = full.dt * tau
-    lss = simulate(model, n_traj, n_steps, burn, dt, native=native, seed=seed)
-    own = Observables(full.q, full.flip, full.rg, model["latent"], full.dt)
+    lss = simulate(model, n_traj, n_steps, burn, dt, native=native, seed=seed, tica=tica)
+    own = Observables(full.q, full.flip, full.rg, model["latent"], full.dt, tic=full.tic)
     base = MSMBaseline(n_states=msm_states, lag=tau, random_state=seed).fit(model["latent"])
     idx = np.stack([base.sample(n_steps - burn, random_state=seed + 1 + i, return_index=True)[1] for i in range(n_traj)])
-    est = {"MD": estimate(full, acf_steps, random_state=seed),
-           "MSM": estimate(own.take(idx, dt), acf_steps, random_state=seed),
-           "LSS": estimate(lss, acf_steps, random_state=seed)}
-    return {"est": est, "failure": model["failure"], "seconds": time.perf_counter() - t0,
+    kw = {"random_state": seed, "tic_edges": tic_edges}
+    bayes = bayesian_msm(base.transform(model["latent"]), tau, full.dt, _labels(own), len(base.cluster_centers_))
+    est = {"MD": estimate(full, acf_steps, **kw), "MSM": estimate(own.take(idx, dt), acf_steps, **kw),
+           "LSS": estimate(lss, acf_steps, **kw)}
+    return {"est": est, "bayes": bayes, "failure": model["failure"], "seconds": time.perf_counter() - t0,
             "m": int(model["encoder"].n_components_)}
+
+
+def bayesian_msm(dtrajs, lag: int, frame_time: float, core_labels, n_clusters: int, n_samples: int = 100) -> dict:
+    """Posterior samples of a Bayesian MSM (deeptime, effective counts): the plain baseline's own intervals.
+
+    Parameters
+    ----------
+    dtrajs : list of np.ndarray (n_frames_i,) int
+        Cluster labels of the training frames.
+    lag : int
+        MSM lag in frames; ``frame_time`` the time between frames.
+    core_labels : list of np.ndarray (n_frames_i,) int
+        The frames' metastable-core labels (-1 outside every core; milestoned here).
+    n_clusters : int
+
+    Returns
+    -------
+    dict name -> np.ndarray (n_samples,): ``p_<state>`` the populations of the three states (each
+    cluster split among the states in the proportion of its milestoned frames), ``t1`` the slowest
+    implied timescale (time).
+    """
+    from deeptime.markov import TransitionCountEstimator
+    from deeptime.markov.msm import BayesianMSM
+
+    from .kinetics import milestone
+
+    counts = TransitionCountEstimator(lag, "effective").fit_fetch(list(dtrajs)).submodel_largest()
+    post = BayesianMSM(n_samples=n_samples).fit_fetch(counts)
+    n_s = len(gomodel.STATES)
+    M = np.zeros((n_clusters, n_s))
+    for d, lab in zip(dtrajs, core_labels):
+        m = milestone(lab)
+        ok = m >= 0
+        np.add.at(M, (np.asarray(d)[ok], m[ok]), 1.0)
+    M = M[np.asarray(counts.state_symbols)]
+    M /= np.maximum(M.sum(1, keepdims=True), 1.0)
+    p = np.array([s.stationary_distribution @ M for s in post.samples])
+    p /= p.sum(1, keepdims=True)
+    out = {f"p_{name}": p[:, i] for i, name in enumerate(gomodel.STATES)}
+    out["t1"] = np.array([s.timescales(1)[0] for s in post.samples]) * frame_time
+    return out
+
+
+def bayes_coverage(replicas: list, ref_est: dict, level: float) -> dict:
+    """Coverage of the reference by the Bayesian MSM's credible intervals (central ``level``), over every
+    (replica, scalar) case; ``by_group`` per kind (``p``, ``t``). See :func:`coverage`."""
+    truth = scalars(ref_est)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    iv, tv, grp = [], [], []
+    for r in replicas:
+        for k, smp in r["bayes"].items():
+            iv.append(np.percentile(smp, q))
+            tv.append(truth[k][0])
+            grp.append(k.split("_")[0] if k.startswith("p_") else "t")
+    iv, tv, grp = np.array(iv), np.array(tv), np.array(grp)
+    return coverage(iv, tv) | {"by_group": {g: coverage(iv[grp == g], tv[grp == g]) for g in dict.fromkeys(grp)}}
 
 
 def interval_coverage(replicas: list, ref_est: dict, name: str, z: float) -> dict:

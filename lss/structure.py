@@ -881,3 +881,43 @@ def time_coherence(trajs, step: int = 1, max_pairs: int = 20_000, seed: int = 0)
     da, db = da - da.mean(0), db - db.mean(0)
     acf = (da * db).sum(0) / np.sqrt((da ** 2).sum(0) * (db ** 2).sum(0))
     return {"rmsd": r, "rmsd_median": float(np.median(r)), "distance_acf": float(np.mean(acf))}
+
+
+def representatives(xyz, k: int = 3, n: int = 300, seed: int = 0, n_iter: int = 10) -> np.ndarray:
+    """``k`` representative structures of a set: the medoids of a k-medoids clustering by RMSD.
+
+    ``n`` frames drawn at random are clustered (pairwise RMSD after superposition, ``mdtraj.rmsd``;
+    k-means++ seeding, then alternating assignment and medoid update); the medoids are returned
+    largest cluster first, so ``k = 1`` gives the frame closest on average to the others.
+
+    Parameters
+    ----------
+    xyz : array (n_frames, n_atoms, 3) nm
+
+    Returns
+    -------
+    np.ndarray (min(k, n_frames), n_atoms, 3) nm
+    """
+    import mdtraj as md
+
+    rng = np.random.default_rng(seed)
+    xyz = np.asarray(xyz, dtype=np.float32)
+    pick = rng.choice(len(xyz), min(n, len(xyz)), replace=False)
+    t = _as_mdtraj(xyz[pick], "xyz")
+    t.center_coordinates()
+    D = np.stack([md.rmsd(t, t, i, precentered=True) for i in range(t.n_frames)])
+    k = min(int(k), len(pick))
+    med = [int(np.argmin(D.mean(1)))]
+    while len(med) < k:                               # k-means++ seeding on the RMSD
+        d2 = D[:, med].min(1) ** 2
+        med.append(int(rng.choice(len(d2), p=d2 / d2.sum())) if d2.sum() > 0 else int(rng.integers(len(d2))))
+    for _ in range(n_iter):
+        lab = np.argmin(D[:, med], 1)
+        new = [int(np.flatnonzero(lab == c)[np.argmin(D[np.ix_(lab == c, lab == c)].sum(1))]) if (lab == c).any()
+               else med[c] for c in range(k)]
+        if new == med:
+            break
+        med = new
+    sizes = np.bincount(np.argmin(D[:, med], 1), minlength=k)
+    return xyz[pick[np.asarray(med)[np.argsort(-sizes)]]]
+

@@ -192,7 +192,7 @@ def static_figure(xyz, topology, *, labels: Sequence[str] | None = None, colors:
     else:
         picks = np.unique(np.linspace(0, n - 1, min(max_panels, n)).round().astype(int))
         n_panels = len(picks)
-    cols = min(n_panels, 3)
+    cols = min(n_panels, 3 if n_panels <= 9 else 4)
     rows = -(-n_panels // cols)
     fig = Figure(figsize=(3.2 * cols, 3.2 * rows + (0.35 if title else 0)), dpi=100)
     bonds = _bonds(top)

@@ -85,3 +85,22 @@ def test_three_state_chain_populations_and_mfpts():
                      acf_steps=150, n_boot=20)
     e = errors(other, est)
     assert e["Rg"] == pytest.approx(0.1) and 0 < e["populations"] < 0.5 and 0 < e["MFPT"] < 0.5
+
+
+def test_bayesian_msm_intervals_cover_a_known_chain():
+    """The plain baseline's credible intervals, checked for coverage of a known truth (not only consistency)."""
+    from lss.efficiency import bayesian_msm
+    P = np.array([[0.97, 0.02, 0.01], [0.01, 0.98, 0.01], [0.02, 0.02, 0.96]])
+    w, v = np.linalg.eig(P.T)
+    pi = np.real(v[:, np.argmax(np.real(w))])
+    pi /= pi.sum()
+    rng = np.random.default_rng(4)
+    hits = []
+    for _ in range(8):
+        s = chain(P, 20_000, rng)
+        b = bayesian_msm([s], 1, 1.0, [s], 3, n_samples=100)
+        for i, name in enumerate(gomodel.STATES):
+            lo, hi = np.percentile(b[f"p_{name}"], [2.5, 97.5])
+            hits.append(lo <= pi[i] <= hi)
+        assert np.isfinite(b["t1"]).all() and b["t1"].min() > 0
+    assert np.mean(hits) >= 0.75, np.mean(hits)

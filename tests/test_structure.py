@@ -67,3 +67,14 @@ def test_time_coherence_sees_memory_and_its_absence():
     fast = time_coherence([x[rng.permutation(len(x))]], step=1)               # the same frames, no memory
     assert slow["distance_acf"] > 0.9 and abs(fast["distance_acf"]) < 0.1
     assert slow["rmsd_median"] < 0.5 * fast["rmsd_median"]
+
+
+def test_representatives_are_the_medoids_of_well_separated_groups():
+    from lss.structure import pair_rmsd, representatives
+    rng = np.random.default_rng(2)
+    shapes = rng.normal(size=(2, 10, 3)).astype(np.float32)
+    x = np.concatenate([shapes[0] + rng.normal(scale=0.02, size=(60, 10, 3)),
+                        shapes[1] + rng.normal(scale=0.02, size=(40, 10, 3))]).astype(np.float32)
+    r = representatives(x, k=2, n=100)
+    assert r.shape == (2, 10, 3)
+    assert pair_rmsd(r[:1], shapes[:1])[0] < 0.05 and pair_rmsd(r[1:], shapes[1:])[0] < 0.05   # largest group first
