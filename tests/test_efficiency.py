@@ -58,12 +58,20 @@ def chain(P, n, rng):
     return s
 
 
-def test_three_state_chain_populations_and_mfpts():
-    """States written as (Q, flip) cores; populations and MFPTs against the chain's exact values."""
-    P = np.array([[0.97, 0.02, 0.01], [0.01, 0.98, 0.01], [0.02, 0.02, 0.96]])
+#: a three-state chain (unfolded, folded, flipped) with known stationary distribution and MFPTs
+CHAIN = np.array([[0.97, 0.02, 0.01], [0.01, 0.98, 0.01], [0.02, 0.02, 0.96]])
+
+
+def stationary(P):
+    """The stationary distribution of transition matrix ``P`` (left eigenvector of eigenvalue 1)."""
     w, v = np.linalg.eig(P.T)
     pi = np.real(v[:, np.argmax(np.real(w))])
-    pi /= pi.sum()
+    return pi / pi.sum()
+
+
+def test_three_state_chain_populations_and_mfpts():
+    """States written as (Q, flip) cores; populations and MFPTs against the chain's exact values."""
+    P, pi = CHAIN, stationary(CHAIN)
     rng = np.random.default_rng(1)
     s = chain(P, 200_000, rng)
     q = np.choose(s, [0.1, 0.95, 0.95]).astype(float)       # unfolded, folded, flipped (folded Q, flipped proline)
@@ -90,10 +98,7 @@ def test_three_state_chain_populations_and_mfpts():
 def test_bayesian_msm_intervals_cover_a_known_chain():
     """The plain baseline's credible intervals, checked for coverage of a known truth (not only consistency)."""
     from lss.efficiency import bayesian_msm
-    P = np.array([[0.97, 0.02, 0.01], [0.01, 0.98, 0.01], [0.02, 0.02, 0.96]])
-    w, v = np.linalg.eig(P.T)
-    pi = np.real(v[:, np.argmax(np.real(w))])
-    pi /= pi.sum()
+    P, pi = CHAIN, stationary(CHAIN)
     rng = np.random.default_rng(4)
     hits = []
     for _ in range(8):
