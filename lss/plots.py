@@ -721,9 +721,10 @@ def efficiency_curves(curve: dict, errors: dict, table: dict, fractions, train_f
         else:
             ax.set_yscale("log")
         n_r = table[k, min(errors)].get("unresolved", {}).get("LSS", 0.0)
+        shown_g = np.isfinite(g[0]) and n_r <= 0.5     # G of a quantity most replicas miss means nothing
         ax.set(xscale="log", xlabel="data length / training MD",
                title=f"{quantities[k][0]}" + (f"   G = {g[0]:.2g}" + (" (extrapolated)" if g[1] == "extrapolated" else "")
-                                              if np.isfinite(g[0]) else "   G: n/a")
+                                              if shown_g else "   G: not meaningful")
                + (f"\nLSS: {n_r:.0%} of replicas do not resolve it" if n_r else ""))
         ax.title.set_fontsize(9)
         ax.set_ylabel(f"error [{quantities[k][1]}]", fontsize=8)
@@ -732,7 +733,10 @@ def efficiency_curves(curve: dict, errors: dict, table: dict, fractions, train_f
     for ax in list(axs.flat)[len(keys):]:
         ax.axis("off")
     h, lab = axs.flat[0].get_legend_handles_labels()
-    (list(axs.flat)[len(keys)] if len(keys) < axs.size else axs.flat[0]).legend(h, lab, loc="center", fontsize=8)
+    if len(keys) < axs.size:
+        list(axs.flat)[len(keys)].legend(h, lab, loc="center", fontsize=8)
+    else:                                              # no spare panel: below the panels, over no data
+        fig.legend(h, lab, loc="outside lower center", ncol=5, fontsize=8)
     fig.suptitle("error against the converged reference: plain MD of each length vs models trained on the "
                  "training length (G at the shortest)", fontsize=10)
     return fig
