@@ -4,8 +4,8 @@ Usage::
 
     python benchmarks/generation.py                      # untrained networks, every decoder
     python benchmarks/generation.py --decoder flow       # one decoder
-    python benchmarks/generation.py --model runs/cpu/06_generate/lss_model.pt --json out.json
-    python benchmarks/generation.py --model runs/cpu/06_generate/lss_model.pt --projection-only
+    python benchmarks/generation.py --model runs/cpu/06_generate/lss_model.lss --json out.json
+    python benchmarks/generation.py --model runs/cpu/06_generate/lss_model.lss --projection-only
 
 Measures, on this machine (see benchmarks/README.md for how to read the numbers):
 

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     run = paths.run_dir(a.profile)
-    for need in ("02_trpcage_data", "03_srv/srv.pt", "03_srv/latent.npz", "04_mdn/mdn.pt"):
+    for need in ("02_trpcage_data", "03_srv/srv.lss", "03_srv/latent.npz", "04_mdn/mdn.lss"):
         if not (run / need).exists():
             raise SystemExit(f"missing {run / need}: run notebooks 02-04 first "
                              f"(python -m lss.reproduce --profile {a.profile} --only 02_trpcage_data 03_srv 04_mdn)")
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     ds = TrpcageDataset.load(run / "02_trpcage_data")
     X = [np.asarray(f, dtype=np.float32) for f in ds.features]
     ft, unit = ds.frame_time, ds.time_unit
-    srv0 = SRV.load(run / "03_srv" / "srv.pt")
+    srv0 = SRV.load(run / "03_srv" / "srv.lss")
     psi0 = np.concatenate(srv0.transform(X))
     latent = load_latent(run / "03_srv")
     tau = int(latent.lag)
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     t1_truth = kinetics.relaxation_table([np.asarray(z)[:, None] for z in truth], 30 * tau, ft, lag_step=tau)["t"][0]
 
     # --------------------------------------------------------------------------------- MDN seeds
-    mdn0 = MDNPropagator.load(run / "04_mdn" / "mdn.pt")
+    mdn0 = MDNPropagator.load(run / "04_mdn" / "mdn.lss")
     Z = latent.trajs
     allZ = np.concatenate(Z)
     mdn_rows = []

@@ -43,6 +43,8 @@ composed
 outer
 - :mod:`lss.reproduce` the papermill runner (``python -m lss.reproduce --profile cpu``), a profile picked
                         in JupyterLab (``apply_profile``), measured run times (``notebooks/runtimes.json``)
+- :mod:`lss.notebook`  what every notebook shares: set-up, upstream artifacts (errors naming the notebook
+                        that writes them), timers, closing
 - :mod:`lss.cli`       the ``lss generate`` / ``lss info`` / ``lss score`` command line
 - :mod:`lss.site`      the course site: executed notebooks as HTML, the learning path as index (``make site``)
 """

@@ -2,7 +2,7 @@
 
 Examples::
 
-    lss generate runs/cpu/06_generate/lss_model.pt --n-traj 100 --n-steps 10440 --out synthetic/ --seed 1
+    lss generate runs/cpu/06_generate/lss_model.lss --n-traj 100 --n-steps 10440 --out synthetic/ --seed 1
     lss generate MODEL --n-traj 10 --n-steps 1000 --out DIR --start start.pdb --format xtc
     lss info MODEL
     lss score --top md.pdb --reference md_0.xtc md_1.xtc --candidate LSS runs/cpu/06_generate \
@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "saved LatentSpaceSimulator and write them to OUT (one trajectory file per "
                                    "trajectory, topology.pdb, latent.npy, generation.json with the time step). "
                                    "Memory stays bounded whatever the size.")
-    g.add_argument("model", help="simulator file written by LatentSpaceSimulator.save (e.g. lss_model.pt)")
+    g.add_argument("model", help="simulator file written by LatentSpaceSimulator.save (e.g. lss_model.lss)")
     g.add_argument("--n-traj", type=int, default=100, help="number of trajectories (default 100)")
     g.add_argument("--n-steps", type=int, default=10_440, help="lag steps per trajectory (default 10,440)")
     g.add_argument("--out", required=True, help="output directory (created)")

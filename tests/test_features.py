@@ -103,8 +103,8 @@ def test_scaler_is_fitted_on_training_data_only(tmp_path):
     np.testing.assert_allclose(a.std(0), 1, atol=1e-5)
     assert np.all(b.mean(0) < -1.5)  # the test data is not re-centred
     np.testing.assert_allclose(sc.inverse_transform(b), test, atol=1e-5)
-    sc.save(tmp_path / "s.pt")
-    sc2 = FeatureScaler.load(tmp_path / "s.pt")
+    sc.save(tmp_path / "s.lss")
+    sc2 = FeatureScaler.load(tmp_path / "s.lss")
     np.testing.assert_array_equal(sc2.transform(test), b)
     assert sc2.fit_on_ == [0] and sc2.n_samples_ == 5000
     assert np.all(FeatureScaler().fit(const).scale_ == 1.0)  # constant feature: centred only

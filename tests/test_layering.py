@@ -17,7 +17,7 @@ LAYERS = [
     # composed
     {"data", "simulator", "decoding", "plots", "score", "adaptive", "efficiency"},
     # outer
-    {"reproduce", "cli", "site"},
+    {"reproduce", "notebook", "cli", "site"},
 ]
 
 

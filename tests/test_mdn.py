@@ -74,7 +74,7 @@ def test_sampling_is_seeded_and_save_load_round_trips(ou_mdn, tmp_path):
     np.testing.assert_array_equal(a, mdn.sample(x0, 30, random_state=7))
     assert not np.array_equal(a, mdn.sample(x0, 30, random_state=8))
     np.testing.assert_array_equal(a[:, 0], x0)
-    path = mdn.save(tmp_path / "mdn.pt")
+    path = mdn.save(tmp_path / "mdn.lss")
     loaded = MDNPropagator.load(path)
     np.testing.assert_array_equal(loaded.sample(x0, 30, random_state=7), a)
     assert loaded.history_ == mdn.history_ and loaded.get_params() == mdn.get_params()
@@ -86,7 +86,7 @@ def test_sampling_is_seeded_and_save_load_round_trips(ou_mdn, tmp_path):
 
 def test_damaged_or_foreign_files_are_refused(ou_mdn, tmp_path):
     mdn, _ = ou_mdn
-    path = mdn.save(tmp_path / "mdn.pt")
+    path = mdn.save(tmp_path / "mdn.lss")
     data = path.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or corrupt"):
@@ -127,7 +127,7 @@ def test_bad_sampling_input_names_the_parameter(ou_mdn):
 
 def test_diverging_training_stops_with_a_clear_error_and_writes_no_checkpoint(tmp_path):
     x = ou_trajectory(3000, seed=2)
-    ckpt = tmp_path / "mdn.pt"
+    ckpt = tmp_path / "mdn.lss"
     with pytest.raises(RuntimeError, match="diverged"):
         MDNPropagator(n_kernels=2, lag=1, lr=1e12, max_epochs=5, random_state=0).fit(x, checkpoint=ckpt)
     assert not ckpt.exists()

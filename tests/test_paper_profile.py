@@ -48,4 +48,4 @@ def test_every_notebook_runs_with_the_paper_profile_on_the_fixture():
     steps = reproduce.available_steps()
     ran = reproduce.run(params_file=str(paths.params_file("paper-fixture")), force=True, log=print)
     assert list(ran) == steps
-    assert (paths.run_dir("paper-fixture", "03_srv") / "srv.pt").exists()
+    assert (paths.run_dir("paper-fixture", "03_srv") / "srv.lss").exists()

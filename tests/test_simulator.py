@@ -160,23 +160,23 @@ def _tamper(path, out):
 
 
 def test_damaged_foreign_and_incompatible_files(sim, parts, tmp_path):
-    path = sim.save(tmp_path / "model.pt")
+    path = sim.save(tmp_path / "model.lss")
     data = path.read_bytes()
-    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "trunc.lss").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="trunc.pt.*truncated or corrupt"):
-        LatentSpaceSimulator.load(tmp_path / "trunc.pt")
+        LatentSpaceSimulator.load(tmp_path / "trunc.lss")
     # damage inside the stored arrays (the archive still reads): the checksum catches it
     with pytest.raises(ValueError, match="does not match its checksum"):
-        LatentSpaceSimulator.load(_tamper(path, tmp_path / "tampered.pt"))
+        LatentSpaceSimulator.load(_tamper(path, tmp_path / "tampered.lss"))
     # a foreign lss file (another lss estimator), and a file that is not an lss file at all
-    parts["mdn"].save(tmp_path / "mdn.pt")
+    parts["mdn"].save(tmp_path / "mdn.lss")
     with pytest.raises(ValueError, match="not a latent space simulator file"):
-        LatentSpaceSimulator.load(tmp_path / "mdn.pt")
+        LatentSpaceSimulator.load(tmp_path / "mdn.lss")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="notes.txt.*not an lss"):
         LatentSpaceSimulator.load(tmp_path / "notes.txt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        LatentSpaceSimulator.load(tmp_path / "missing.pt")
+        LatentSpaceSimulator.load(tmp_path / "missing.lss")
     # another simulator format, and an old network format inside a current simulator file
     other = _rewrite(path, tmp_path / "v9.pt", fmt="lss.simulator/9")
     with pytest.raises(ValueError, match="another lss version"):
@@ -185,7 +185,7 @@ def test_damaged_foreign_and_incompatible_files(sim, parts, tmp_path):
     def old_mdn(state):
         state["propagator"]["format"] = "lss.mdn/0"
     with pytest.raises(ValueError, match="propagator.*another lss version"):
-        LatentSpaceSimulator.load(_rewrite(path, tmp_path / "oldmdn.pt", edit=old_mdn))
+        LatentSpaceSimulator.load(_rewrite(path, tmp_path / "oldmdn.lss", edit=old_mdn))
 
 
 @pytest.mark.parametrize("fmt", ["dcd", "xtc", "h5"])
@@ -248,7 +248,7 @@ def test_streaming_memory_is_bounded(sim, tmp_path):
 
 
 def test_cli_generate_and_info(sim, tmp_path, capsys):
-    model = sim.save(tmp_path / "m.pt")
+    model = sim.save(tmp_path / "m.lss")
     out = tmp_path / "gen"
     assert cli_main(["generate", str(model), "--n-traj", "2", "--n-steps", "15", "--out", str(out),
                      "--seed", "4", "--no-progress", "--start-latent", "0.1,0.2"]) == 0

@@ -131,7 +131,7 @@ def test_fixed_basis_timescales_converge_with_lag(srv, data, exact):
 
 
 def test_save_load_round_trip(srv, data, tmp_path):
-    p = srv.save(tmp_path / "srv.pt")
+    p = srv.save(tmp_path / "srv.lss")
     back = SRV.load(p)
     x = data[1][0][:5000]
     np.testing.assert_array_equal(back.transform(x), srv.transform(x))

@@ -1,0 +1,122 @@
+"""What every numbered notebook shares: its set-up, the upstream artifacts it reads, and its closing.
+
+A notebook's first code cell after the parameters::
+
+    from lss.notebook import Step
+    step = Step("04_mdn", globals(), section="trpcage_mdn")   # profile applied, seeded, output folder
+    latent = step.latent()                                    # notebook 03's file, or an error naming 03
+
+and its last::
+
+    step.close(summary={"lag": tau})    # REPORT.md, <out>/summary.json, the targets' verdict
+
+Every loader raises ``FileNotFoundError`` naming the notebook that writes the missing file and the
+runner command that makes it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import paths, reproduce, results
+from .utils import jsonable, require_file, seed_everything
+
+#: file of each upstream artifact: (notebook that writes it, file name in its run folder)
+ARTIFACTS = {"srv": ("03_srv", "srv.lss"), "encoder": ("03_srv", "encoder.lss"), "mdn": ("04_mdn", "mdn.lss"),
+             "decoder": ("05_cwgan", "decoder.lss"), "cwgan": ("05_cwgan", "cwgan.lss"),
+             "flow": ("05_cwgan", "flow.lss")}
+
+
+class Step:
+    """One notebook's run: its profile's parameters, seeds, output folder, recorder and timings.
+
+    Parameters
+    ----------
+    name : str
+        The notebook's stem, e.g. ``"03_srv"``.
+    namespace : dict
+        The notebook's ``globals()``: :func:`lss.reproduce.apply_profile` sets the profile's parameters
+        there in an interactive run (the runner has injected them already).
+    section : str, optional
+        Section of ``metrics.json`` for :attr:`rec` (no recorder without it).
+
+    Attributes
+    ----------
+    profile : str
+    out : pathlib.Path
+        ``runs/<profile>/<name>/``, created.
+    rng : numpy.random.Generator
+        Seeded with the notebook's ``seed`` (0 where it has none); Python, NumPy and torch seeded too.
+    rec : lss.results.Recorder or None
+    timings : dict
+        Wall seconds of the blocks timed with :meth:`timer`.
+    """
+
+    def __init__(self, name: str, namespace: dict, section: str | None = None):
+        reproduce.apply_profile(namespace, name)
+        self.name, self.profile = name, namespace["profile"]
+        self.out = paths.run_dir(self.profile, name)
+        self.rng = seed_everything(int(namespace.get("seed", 0)))
+        self.rec = results.Recorder(self.profile, section, name) if section else None
+        self.timings: dict = {}
+        self._t0 = time.perf_counter()
+
+    # ------------------------------------------------------------------ upstream artifacts
+    def path(self, step: str, filename: str = "") -> Path:
+        """``runs/<profile>/<step>/<filename>``; an error naming ``step`` when it is missing."""
+        return require_file(paths.run_dir(self.profile, step) / filename, step)
+
+    def dataset(self, mmap: bool = False):
+        """Notebook 02's :class:`lss.data.TrpcageDataset`."""
+        from .data import TrpcageDataset
+
+        return TrpcageDataset.load(paths.run_dir(self.profile, "02_trpcage_data"), mmap=mmap)
+
+    def latent(self):
+        """Notebook 03's :class:`lss.latent.LatentTrajectories`."""
+        from .latent import load_latent
+
+        return load_latent(paths.run_dir(self.profile, "03_srv"))
+
+    def load(self, what: str, required: bool = True):
+        """A saved model of an upstream notebook: one of :data:`ARTIFACTS` (``None`` if absent and not required)."""
+        from .persist import load_any
+
+        step, filename = ARTIFACTS[what]
+        p = paths.run_dir(self.profile, step) / filename
+        if not required and not p.exists():
+            return None
+        return load_any(require_file(p, step))
+
+    def generation(self):
+        """Notebook 06's generated ensemble (:class:`lss.trajio.Generation`)."""
+        from .trajio import read_generation
+
+        return read_generation(self.path("06_generate"))
+
+    # ------------------------------------------------------------------ during the run
+    @contextmanager
+    def timer(self, key: str):
+        """Time a block: ``with step.timer("train_s"): ...`` stores the wall seconds in :attr:`timings`."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] = time.perf_counter() - t
+
+    def savefig(self, fig, name: str) -> Path:
+        """Save ``fig`` under the profile's figures folder (:func:`lss.results.savefig`)."""
+        return results.savefig(fig, name, self.profile, self.name)
+
+    # ------------------------------------------------------------------ closing
+    def close(self, summary: dict | None = None) -> Path:
+        """Write REPORT.md, ``<out>/summary.json`` (``summary`` + timings) and print the targets' verdict."""
+        report = results.write_report(self.profile)
+        doc = dict(summary or {}) | {"timings_s": self.timings,
+                                     "wall_s": time.perf_counter() - self._t0}
+        (self.out / "summary.json").write_text(json.dumps(jsonable(doc, nonfinite_as_str=True), indent=1))
+        if self.rec is not None:
+            print(self.rec.verdict())
+        return report
