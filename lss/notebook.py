@@ -59,7 +59,7 @@ class Step:
         self.name, self.profile = name, namespace["profile"]
         self.out = paths.run_dir(self.profile, name)
         self.rng = seed_everything(int(namespace.get("seed", 0)))
-        self.rec = results.Recorder(self.profile, section, name) if section else None
+        self.rec = results.Recorder(self.profile, section, name, context=namespace) if section else None
         self.timings: dict = {}
         self._t0 = time.perf_counter()
 

@@ -266,6 +266,23 @@ TARGETS: dict[tuple[str, str], Target] = {
 }
 
 
+_CATALOG: dict | None = None
+
+
+def catalog() -> dict:
+    """Every recorded number's unit, description and paper value: ``lss/resources/metrics.yaml``.
+
+    ``section -> key -> {"unit": ..., "how": ..., "paper": ...}``; ``unit`` and ``how`` are format
+    strings filled from the recorder's context (the notebook's variables), e.g. ``"{unit}"``.
+    """
+    global _CATALOG
+    if _CATALOG is None:
+        import yaml
+
+        _CATALOG = yaml.safe_load((Path(__file__).parent / "resources" / "metrics.yaml").read_text()) or {}
+    return _CATALOG
+
+
 def assess(profile: str, section: str, key: str, value, floor=None) -> tuple[str | None, bool | None]:
     """``(target text, met)`` of one number against :data:`TARGETS`; ``(None, None)`` without a target."""
     t = TARGETS.get((section, key))
@@ -293,14 +310,17 @@ class Recorder:
     ``rec.assessed`` keeps ``key -> (target, met)`` of every assessed number, in order.
     """
 
-    def __init__(self, profile: str, section: str, notebook: str):
+    def __init__(self, profile: str, section: str, notebook: str, context: dict | None = None):
         self.profile, self.section, self.notebook = profile, section, notebook
+        self.context = context if context is not None else {}
         self.assessed: dict[str, tuple[str, bool | None]] = {}
 
     def __repr__(self) -> str:
         return f"Recorder({self.profile!r}, {self.section!r}, {self.notebook!r})"
 
-    def __call__(self, key: str, value: Any, unit: str, how: str, **kw) -> dict:
+    def __call__(self, key: str, value: Any, unit: str | None = None, how: str | None = None, **kw) -> dict:
+        if unit is None or how is None:
+            unit, how, kw = self._described(key, unit, how, kw)
         if "target" not in kw and "met" not in kw:
             text, met = assess(self.profile, self.section, key, value, floor=kw.get("floor"))
             if text is not None:
@@ -309,6 +329,26 @@ class Recorder:
         if entry.get("target") is not None:
             self.assessed[key] = (entry["target"], entry.get("met"))
         return entry
+
+    def many(self, **values) -> None:
+        """Record several catalogued numbers at once: ``rec.many(lag=tau * ft, n_components=m)``."""
+        for key, value in values.items():
+            self(key, value)
+
+    def _described(self, key, unit, how, kw):
+        """Unit, description and paper value of ``key`` from :data:`CATALOG`, formatted with :attr:`context`."""
+        entry = catalog().get(self.section, {}).get(key)
+        if entry is None:
+            raise KeyError(f"{self.section}.{key} is not in lss/resources/metrics.yaml: give unit and how, or add it there")
+        try:
+            unit = unit if unit is not None else str(entry.get("unit", "1")).format_map(self.context)
+            how = how if how is not None else str(entry["how"]).format_map(self.context)
+        except KeyError as e:
+            raise KeyError(f"the description of {self.section}.{key} names {e}, which the recorder's context "
+                           f"(the notebook's variables) does not hold") from None
+        if "paper" in entry and "paper" not in kw:
+            kw = kw | {"paper": entry["paper"]}
+        return unit, how, kw
 
     def verdict(self) -> str:
         """One line: which of this section's recorded targets were met, missed, or not assessed."""
