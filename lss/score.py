@@ -66,7 +66,8 @@ from .stats import cut_pieces, split_blocks
 from .trajio import time_factor_ps
 from .utils import jsonable
 
-__all__ = ["FORMAT", "METRICS", "Ensemble", "ScoreCard", "js_distance", "score"]
+__all__ = ["FORMAT", "METRICS", "Ensemble", "ScoreCard", "js_distance", "score", "prepare", "ensemble_stage",
+           "structure_stage", "kinetics_stage", "assemble"]
 
 FORMAT = "lss.score/1"
 LN_RATIO = "|ln(candidate / MD)|"
@@ -565,15 +566,414 @@ class ScoreCard:
 
 
 # ---------------------------------------------------------------------------------------- score
-def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_baseline: bool = True,
-          n_states: int = 100, n_sets: int = 2, n_bins: int = 40, its_lags=(1, 2, 3, 4, 5), n_its: int = 3,
-          acf_max_steps: int | None = None, core_coordinate: str = "latent", cores=None, ck_steps: int = 5,
-          max_dF: float = 6.0, tica_dim: int = 3, tica_lag: int | None = None, n_blocks: int = 5,
-          n_boot: int = 1000, msm_size=None, random_state: int = 0, chunk: int = 50_000,
-          training: str | None = None, floor_frames: int | None = None) -> ScoreCard:
+@dataclass
+class Prepared:
+    """What the stages of :func:`score` share, made once by :func:`prepare`.
+
+    Attributes
+    ----------
+    desc : dict name -> _Described
+        Per row (``"MD"`` is the reference, then the candidates and the MSM baseline): per-frame series
+        (``tic`` (n, tica_dim), ``rg`` nm, ``q``, ``rmsd`` nm, ``latent`` (n, m)), histograms of every
+        feature family, frame time, frames per common step; ``meta["dtrajs"]`` its states of the MSM.
+    hists : dict name -> dict
+        Per row, the histograms and free-energy surfaces every ensemble and structure metric reads
+        (:func:`_hist_stats`); ``"piece <p>"`` for each piece of the floor.
+    edges : dict
+        Bin edges of ``tic1``, ``tic2``, ``tic3``, ``rg``, ``latent1`` (and ``q``, ``rmsd``): the reference's range.
+    base, sets
+        The reference's MSM (:class:`lss.msm.MSMBaseline`) and its PCCA+ metastable sets.
+    lo_hi : (float, float)
+        Cores of the first-passage times on the core coordinate.
+    floor_frames, n_pieces : int
+        Length (reference frames) and number of the floor's pieces; ``pieces`` their latent, TIC, core
+        and discrete trajectories.
+    acf_steps : int
+        Largest autocorrelation lag, common time steps.
+    dt : float
+        The common time step, ``time_unit``.
+    """
+
+    desc: dict
+    hists: dict
+    edges: dict
+    native: np.ndarray | None
+    tica: object
+    base: MSMBaseline
+    sets: list
+    lo_hi: tuple
+    floor_frames: int
+    n_pieces: int
+    pieces: dict
+    acf_steps: int
+    dt: float
+    params: dict
+    meta: dict
+    timings: dict
+
+    @property
+    def names(self) -> list:
+        """Rows scored against the reference: the MSM baseline, then the candidates."""
+        rest = [n for n in self.desc if n != "MD"]
+        return ([MSM_ROW] if MSM_ROW in rest else []) + [n for n in rest if n != MSM_ROW]
+
+
+def prepare(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_baseline: bool = True,
+            n_states: int = 100, n_sets: int = 2, n_bins: int = 40, its_lags=(1, 2, 3, 4, 5), n_its: int = 3,
+            acf_max_steps: int | None = None, core_coordinate: str = "latent", cores=None, ck_steps: int = 5,
+            max_dF: float = 6.0, tica_dim: int = 3, tica_lag: int | None = None, n_blocks: int = 5,
+            n_boot: int = 1000, msm_size=None, random_state: int = 0, chunk: int = 50_000,
+            training: str | None = None, floor_frames: int | None = None) -> Prepared:
+    """The first stage of :func:`score` (same parameters): common time grid, latent space, TICA, the
+    reference's MSM, the floor's pieces, the MSM baseline and one feature pass over every ensemble."""
+    import time
+
+    t0 = time.perf_counter()
+    timings = {}
+    if not isinstance(reference, Ensemble) or not all(isinstance(c, Ensemble) for c in candidates.values()):
+        raise TypeError("reference and every candidate must be an lss.score.Ensemble")
+    if not candidates:
+        raise ValueError("candidates is empty: give at least one ensemble to score")
+    reserved = {FLOOR, "MD"} | ({MSM_ROW} if msm_baseline else set())
+    for name, cand in candidates.items():
+        if name in reserved:
+            raise ValueError(f"candidate name {name!r} is reserved (rows {sorted(reserved)})")
+        if cand.n_atoms != reference.n_atoms:
+            raise ValueError(f"{name} has {cand.n_atoms} atoms, the reference {reference.n_atoms}")
+    if core_coordinate not in ("latent", "tic1", "q") or (core_coordinate == "q" and native is None):
+        raise ValueError(f"core_coordinate must be 'latent', 'tic1' or 'q' (with native), got {core_coordinate!r}")
+    unit = reference.time_unit
+    to_unit = 1.0 / time_factor_ps(unit)
+    ens = {"MD": reference} | dict(candidates)
+    dt_ps = max(e.frame_time_ps for e in ens.values())
+    stride = {}
+    for n, e in ens.items():
+        s = dt_ps / e.frame_time_ps
+        if abs(s - round(s)) > 1e-6 * s:
+            raise ValueError(f"{n}: frame time {e.frame_time_ps:g} ps does not divide the common time step "
+                             f"{dt_ps:g} ps (the longest frame time); kinetics need a common time grid")
+        stride[n] = round(s)
+    dt = dt_ps * to_unit
+    s_md = stride["MD"]
+    if native is not None:
+        native = structure._xyz(native, "native")[0]
+
+    # latent space (the ensembles are not modified)
+    lat_of = {n: e.latent for n, e in ens.items()}
+    if encoder is not None:
+        for n, e in ens.items():
+            if e.latent is None:
+                lat_of[n] = [np.asarray(encoder.transform(np.asarray(x)), dtype=np.float32) for x in e.xyz]
+    latent_mode = "given" if all(v is not None for v in lat_of.values()) else "tica"
+    if latent_mode == "tica" and any(v is not None for v in lat_of.values()):
+        warnings.warn(f"{[n for n, v in lat_of.items() if v is None]} have no latent trajectories and no "
+                      f"encoder was given: every ensemble is scored on TICA of the MD's C-alpha distances instead",
+                      RuntimeWarning, stacklevel=3)
+
+    # TICA of the MD's C-alpha distances, fitted on at most ~10,000 pairs (x_t, x_t+lag): the components
+    # hardly change and memory stays bounded for 10^6-frame MD (frames every gcd(lag, stride) only)
+    md_xyz = reference.xyz
+    lag_t = int(tica_lag) if tica_lag is not None else max(1, s_md)
+    step = max(1, lag_t // 5, reference.n_frames // 10_000)
+    g = math.gcd(lag_t, step)
+    tica = analysis.fit_tica([structure.ca_distances(x[::g]) for x in md_xyz if len(x[::g]) > lag_t // g],
+                             lag=lag_t // g, dim=tica_dim, stride=step // g)
+
+    def project(x):
+        return np.concatenate([np.asarray(tica.transform(structure.ca_distances(x[a:a + chunk]).astype(np.float64)),
+                                          dtype=np.float32) for a in range(0, len(x), chunk)])
+
+    md_tic = [project(x) for x in md_xyz]
+    timings["tica_s"] = time.perf_counter() - t0
+
+    def latent_of(n, tic):
+        return [np.asarray(z, dtype=np.float32) for z in lat_of[n]] if latent_mode == "given" else tic
+
+    md_lat = latent_of("MD", md_tic)
+
+    # the floor: the reference cut into pieces of floor_frames (frames laid end to end, the remainder
+    # left out); frame group = its piece (group n_pieces: the remainder)
+    n_md = reference.n_frames
+    if training is not None and training not in candidates:
+        raise ValueError(f"training={training!r} is not a candidate ({list(candidates)})")
+    if floor_frames is not None:
+        L = int(floor_frames)
+    elif training is not None:
+        L = int(round(candidates[training].n_frames * candidates[training].frame_time_ps / reference.frame_time_ps))
+        if 2 * L > n_md:
+            warnings.warn(f"the reference ({n_md} frames) holds fewer than two pieces of the training MD's length ({L} "
+                          f"frames): the floor is taken from its halves, which flatters nothing but is noisier than an "
+                          f"independent run of the training length", RuntimeWarning, stacklevel=3)
+            L = n_md // 2
+    else:
+        L = n_md // 4
+    n_pieces = n_md // max(L, 1)
+    if L < 2 or n_pieces < 2:
+        raise ValueError(f"floor_frames={floor_frames} leaves fewer than 2 pieces of the reference ({n_md} frames): "
+                         f"give at most half the reference's length")
+    starts = np.concatenate([[0], np.cumsum([len(x) for x in md_xyz])])
+    groups = [np.minimum(np.arange(starts[i], starts[i + 1]) // L, n_pieces) for i in range(len(md_xyz))]
+
+    # MSM on the reference's latent space: the states and sets of every kinetic metric
+    t1 = time.perf_counter()
+    base = MSMBaseline(n_states=n_states, lag=s_md, random_state=random_state,
+                       stride=max(1, sum(map(len, md_lat)) // 20_000)).fit(md_lat)  # k-means on <= ~20,000 frames
+    sets = base.metastable_sets(n_sets)
+    # the MSM baseline: an MSM of ``msm_from``'s latent space sampled into its frames
+    src = "MD" if training is None else training
+    src_lat = md_lat if src == "MD" else latent_of(src, [project(x) for x in ens[src].xyz])
+    src_base = base if src == "MD" else MSMBaseline(
+        n_states=n_states, lag=stride[src], random_state=random_state,
+        stride=max(1, sum(map(len, src_lat)) // 20_000)).fit(src_lat)
+    sizes = [(len(e.xyz), max(len(x) for x in e.xyz) // stride[n]) for n, e in candidates.items()]
+    n_traj_msm, n_frames_msm = msm_size if msm_size is not None else max(sizes, key=lambda s: s[0] * s[1])
+    draws = [src_base.sample(n_frames_msm - 1, random_state=random_state + 1 + i, return_index=True)[1]
+             for i in range(int(n_traj_msm))] if msm_baseline else []
+    msm_idx = np.concatenate(draws) if draws else None
+    weights = (np.bincount(msm_idx, minlength=ens[src].n_frames).astype(np.float64)
+               if msm_idx is not None else None)
+    timings["msm_s"] = time.perf_counter() - t1
+
+    # the feature pass
+    t1 = time.perf_counter()
+    fam = _families(md_xyz, n_bins, 1, chunk)
+    desc = {}
+    md_series, md_hists = _describe(md_xyz, fam, tica, native, n_bins, chunk, groups, n_pieces + 1,
+                                    weights if src == "MD" else None)
+    md_series["tic"] = md_tic
+    md_series["latent"] = md_lat
+    desc["MD"] = _Described(md_series, md_hists, reference.frame_time_ps * to_unit, s_md, n_md)
+    for n, e in candidates.items():
+        ser, hists = _describe(e.xyz, fam, tica, native, n_bins, chunk, msm_weights=weights if n == src else None)
+        ser["latent"] = latent_of(n, ser["tic"])
+        desc[n] = _Described(ser, hists, e.frame_time_ps * to_unit, stride[n], e.n_frames)
+    if msm_idx is not None:
+        d_src = desc[src]
+        desc[MSM_ROW] = _Described(
+            {k: np.split(np.concatenate(v)[msm_idx], len(draws)) for k, v in d_src.series.items()},
+            {k: v[1][None] for k, v in d_src.hists.items()}, dt, 1, len(msm_idx))
+        d_src.hists = {k: v[0] for k, v in d_src.hists.items()}
+    timings["features_s"] = time.perf_counter() - t1
+
+    # discrete trajectories on the reference MSM's states
+    for n, d in desc.items():
+        d.meta["dtrajs"] = base.transform(d.series["latent"])
+        if isinstance(d.meta["dtrajs"], np.ndarray):
+            d.meta["dtrajs"] = [d.meta["dtrajs"]]
+
+    # edges of the scalar series (the MD's range)
+    md_cat = {k: np.concatenate(v) for k, v in md_series.items()}
+
+    def edges(x):
+        lo, hi = float(np.min(x)), float(np.max(x))
+        return np.linspace(lo, hi + 1e-9 * max(1.0, abs(hi - lo)), n_bins + 1)
+
+    E = {f"tic{i + 1}": edges(md_cat["tic"][:, i]) for i in range(min(3, md_cat["tic"].shape[1]))}
+    E |= {"rg": edges(md_cat["rg"]), "latent1": edges(md_cat["latent"][:, 0])}
+    if native is not None:
+        nc = len(structure.native_contact_pairs(native))
+        E["q"] = (np.arange(nc + 2) - 0.5) / nc
+        E["rmsd"] = edges(md_cat["rmsd"])
+    core_md = {"q": lambda: md_cat["q"], "tic1": lambda: md_cat["tic"][:, 0],
+               "latent": lambda: md_cat["latent"][:, 0]}[core_coordinate]()
+    lo_hi = tuple(float(v) for v in (cores if cores is not None else np.quantile(core_md, [0.2, 0.8])))
+
+    # autocorrelation range, common steps
+    def shortest_block(trajs, nb):
+        return min(max(len(p) for p in b) for b in split_blocks(trajs, nb))
+
+    pieces = {key: cut_pieces(v, L, n_pieces) for key, v in
+              (("lat", md_lat), ("tic", md_tic), ("core", _core_series(md_series, core_coordinate)),
+               ("dtrajs", desc["MD"].meta["dtrajs"]))}
+    cap = min([(shortest_block(d.series["latent"], n_blocks) - 1) // d.stride for d in desc.values()]
+              + [(min(max(len(x) for x in p) for p in pieces["lat"]) - 1) // s_md])
+    if acf_max_steps is None:
+        c = kinetics.autocorrelation([z[:, 0] for z in md_lat], max(1, cap * s_md))[::s_md]
+        below = np.nonzero(c < math.exp(-2))[0]
+        acf_max_steps = int(min(cap, max(3, 3 * below[0]))) if len(below) else int(cap)
+    M = int(min(acf_max_steps, cap))
+    if M < 2:
+        raise ValueError(f"the trajectories are too short for autocorrelations of at least 2 common time steps "
+                         f"({dt:g} {unit}) in {n_blocks} blocks")
+    params = {"n_bins": n_bins, "its_lags_steps": list(its_lags), "n_its": n_its, "acf_max_steps": M, "ck_steps": ck_steps,
+              "max_dF_kT": max_dF, "n_blocks": n_blocks, "n_boot": n_boot, "random_state": random_state,
+              "core_coordinate": core_coordinate}
+    meta = {"reference": reference.name, "candidates": list(candidates), "time_unit": unit, "dt": dt,
+            "floor_frames": L, "msm_from": reference.name if src == "MD" else src, "training": training,
+            "strides": dict(stride),
+            "latent_space": "the ensembles' own latent trajectories" if latent_mode == "given"
+            else f"TICA (kinetic map) of the MD's C-alpha distances ({tica_dim} components, lag {lag_t} frames)",
+            "cores": {"coordinate": core_coordinate, "lo": lo_hi[0], "hi": lo_hi[1],
+                      "how": "given" if cores is not None else "MD's 20th and 80th percentiles"},
+            "n_frames": {reference.name: n_md} | {n: d.n_frames for n, d in desc.items() if n != "MD"},
+            "msm": {"n_states": n_states, "active": len(base.active_set_), "lag_frames": s_md, "n_sets": n_sets,
+                    "sample": [int(n_traj_msm), int(n_frames_msm)] if msm_baseline else None},
+            "params": params}
+    p = Prepared(desc, {}, E, native, tica, base, sets, lo_hi, L, n_pieces, pieces, M, dt, params, meta, timings)
+    t1 = time.perf_counter()
+    md_group = np.concatenate(groups)
+    md_hists = desc["MD"].hists     # (the MSM baseline's weighted copies split off above)
+    p.hists["MD"] = _hist_stats(p, md_series, {k: v[:n_pieces + 1].sum(0) for k, v in md_hists.items()})
+    for i in range(n_pieces):
+        p.hists[f"piece {i}"] = _hist_stats(p, md_series, {k: v[i] for k, v in md_hists.items()}, md_group == i)
+    for n, d in desc.items():
+        if n != "MD":
+            p.hists[n] = _hist_stats(p, d.series, {k: v.sum(0) for k, v in d.hists.items()})
+    timings["histograms_s"] = time.perf_counter() - t1
+    return p
+
+
+def _core_series(ser: dict, core_coordinate: str) -> list:
+    key = {"q": "q", "tic1": "tic", "latent": "latent"}[core_coordinate]
+    return [np.asarray(x if x.ndim == 1 else x[:, 0], dtype=np.float64) for x in ser[key]]
+
+
+def _hist_stats(p: Prepared, ser: dict, family_hists: dict, group_mask=None) -> dict:
+    """Histograms and free-energy profiles of one ensemble (or of the reference's frames in ``group_mask``)."""
+    def cat(key, col=None):
+        v = np.concatenate(ser[key])
+        v = v if col is None else v[:, col]
+        return v if group_mask is None else v[group_mask]
+
+    E = p.edges
+    h = {"tic1": _hist1(cat("tic", 0), E["tic1"]), "rg": _hist1(cat("rg"), E["rg"]),
+         "tic12": _hist2(cat("tic", 0), cat("tic", 1), E["tic1"], E["tic2"])}
+    if p.native is not None:
+        h["q"] = _hist1(cat("q"), E["q"])
+        h["rmsd"] = _hist1(cat("rmsd"), E["rmsd"])
+    for b in [i for i in (1, 2) if f"tic{i + 1}" in E]:
+        h[f"F_tic1{b + 1}"] = analysis.free_energy_2d(cat("tic", 0), cat("tic", b), bins=(E["tic1"], E[f"tic{b + 1}"]))[2]
+    h["profile_latent1"] = analysis.free_energy_profile(cat("latent", 0), bins=E["latent1"], n_blocks=p.params["n_blocks"])
+    h["F_latent1"] = h["profile_latent1"][1]
+    h.update(family_hists)
+    return h
+
+
+def _aligned(b, a, max_dF: float) -> tuple[float, float]:
+    """Aligned RMSE of free energy ``a`` against ``b`` over ``b``'s bins within ``max_dF``, and the
+    fraction of those bins ``a`` misses."""
+    region = analysis.sampled_region(b, max_dF=max_dF)
+    ok = region & np.isfinite(a)
+    return (analysis.aligned_rmse(b, a, mask=ok) if ok.any() else float("nan")), float(1 - ok.sum() / region.sum())
+
+
+def ensemble_stage(p: Prepared) -> dict:
+    """Ensemble metrics of every row and floor piece against the reference (JS distances of torsions,
+    distances, TIC1 and TIC1-TIC2; free-energy RMSEs of TIC1-TIC2 and of the slowest latent coordinate).
+
+    Returns ``{"values": name -> metric -> float, "details": name -> per-feature JS distances}``
+    (``"piece <i>"`` for the floor's pieces)."""
+    b = p.hists["MD"]
+    values, details = {}, {}
+    for n in [k for k in p.hists if k != "MD"]:
+        a = p.hists[n]
+        det = {"js_torsions": js_distance(a["torsions"], b["torsions"]),
+               "js_distances": js_distance(a["distances"], b["distances"])}
+        out = {k: float(np.mean(v)) for k, v in det.items()}
+        out["js_tic1"] = js_distance(a["tic1"], b["tic1"])
+        out["js_tic12"] = js_distance(a["tic12"], b["tic12"])
+        out["fe_tic12"], out["missed_tic12"] = _aligned(b["F_tic12"], a["F_tic12"], p.params["max_dF_kT"])
+        out["fe_latent1"] = _aligned(b["F_latent1"], a["F_latent1"], p.params["max_dF_kT"])[0]
+        values[n], details[n] = out, det
+    return {"values": values, "details": details}
+
+
+def structure_stage(p: Prepared) -> dict:
+    """Structure metrics of every row and floor piece: JS distances of Q, Rg, RMSD to native, bonds and
+    bond angles; ``details``: means of Rg (and Q, RMSD) with block standard errors per row."""
+    b = p.hists["MD"]
+    values = {}
+    for n in [k for k in p.hists if k != "MD"]:
+        a = p.hists[n]
+        out = {"js_q": js_distance(a["q"], b["q"])} if p.native is not None else {}
+        out["js_rg"] = js_distance(a["rg"], b["rg"])
+        if p.native is not None:
+            out["js_rmsd"] = js_distance(a["rmsd"], b["rmsd"])
+        out["js_bonds"] = float(js_distance(a["bonds"], b["bonds"])[0])
+        out["js_angles"] = js_distance(a["angles"].sum(0), b["angles"].sum(0))
+        values[n] = out
+    details = {n: {"means": _means(d.series, p.native, p.params["n_blocks"])} for n, d in p.desc.items()}
+    return {"values": values, "details": details}
+
+
+def _kinetic_stats(p: Prepared, lat, tic, core, dtrajs, s, ft, blocks: bool, seed: int, table: bool = False) -> dict:
+    """Kinetic numbers of one ensemble (trajectory lists), at ``s`` frames per common step."""
+    nb = p.params["n_blocks"] if blocks else None
+    M = p.acf_steps
+    k = {}
+    k["its"], k["its_err"] = _its(dtrajs, s, p.params["its_lags_steps"], ft, p.params["n_its"], nb)
+    x = [np.stack([z[:, 0], t[:, 0]], 1).astype(np.float64) for z, t in zip(lat, tic)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t, err = kinetics.relaxation_times(x, M * s, ft, nb, lag_step=s)
+        if table:   # Table 1: every latent coordinate, with the autocorrelations the fits saw
+            z = [np.asarray(v, dtype=np.float64) for v in lat]
+            k["relax"] = kinetics.relaxation_table(z, M * s, ft, lag_step=s, n_blocks=p.params["n_blocks"], min_points=5)
+            k["acf"] = kinetics.autocorrelation(z, M * s)[::s]
+    k["tdecor_latent1"], k["tdecor_tic1"] = float(t[0]), float(t[1])
+    k["tdecor_latent1_err"], k["tdecor_tic1_err"] = float(err[0]), float(err[1])
+    k["mfpt"] = kinetics.mean_first_passage_times([c[::s] for c in core], *p.lo_hi, frame_time=ft * s,
+                                                  n_boot=p.params["n_boot"], random_state=seed)
+    k["flux_rate"] = _flux_rate(dtrajs, s, ft, p.sets)
+    return k
+
+
+def _kinetic_metrics(a, b) -> dict:
+    return {"its": float(np.nanmean([_ln_ratio(x, y) for x, y in zip(a["its"][:, 0], b["its"][:, 0])])),
+            "tdecor_tic1": _ln_ratio(a["tdecor_tic1"], b["tdecor_tic1"]),
+            "tdecor_latent1": _ln_ratio(a["tdecor_latent1"], b["tdecor_latent1"]),
+            "mfpt_lo_hi": _ln_ratio(a["mfpt"]["lo_to_hi"]["mean"], b["mfpt"]["lo_to_hi"]["mean"]),
+            "mfpt_hi_lo": _ln_ratio(a["mfpt"]["hi_to_lo"]["mean"], b["mfpt"]["hi_to_lo"]["mean"]),
+            "flux": _ln_ratio(a["flux_rate"], b["flux_rate"])}
+
+
+def _ck(p: Prepared, d_other, other_lag, blocks: bool = False) -> dict:
+    """The counted set-to-set probabilities of the reference and of ``d_other`` at k dt (the CK test), and
+    their RMS difference per k (``per_step``) and mean over k (``error``)."""
+    r = chapman_kolmogorov(p.desc["MD"].meta["dtrajs"], d_other, lag=p.desc["MD"].stride, n_steps=p.params["ck_steps"],
+                           other_lag=other_lag, sets=p.sets, n_blocks=p.params["n_blocks"] if blocks else None)
+    diff = (r["other"] - r["reference"]).reshape(len(r["k"]), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_step = np.sqrt(np.nanmean(diff ** 2, axis=1))
+    r["per_step"] = per_step
+    r["error"] = float(np.nanmean(per_step)) if np.isfinite(per_step).any() else float("inf")
+    return r
+
+
+def kinetics_stage(p: Prepared) -> dict:
+    """Kinetic metrics of every row and floor piece: implied timescales, decorrelation times, first-passage
+    times, TPT flux, CK error (all ``|ln(candidate / reference)|`` but the CK error).
+
+    ``details`` per row: implied timescales per lag, decorrelation and first-passage times with 95 %
+    intervals, flux, ``relax`` (the relaxation table of every latent coordinate, Table 1) and ``acf``
+    (their autocorrelations on the common grid), and ``ck`` (the CK test's probabilities)."""
+    rs = p.params["random_state"]
+    core = {n: _core_series(d.series, p.params["core_coordinate"]) for n, d in p.desc.items()}
+    d_md = p.desc["MD"]
+    stats = {n: _kinetic_stats(p, d.series["latent"], d.series["tic"], core[n], d.meta["dtrajs"], d.stride,
+                               d.frame_time, True, rs, table=True) for n, d in p.desc.items()}
+    values, details = {}, {}
+    for i in range(p.n_pieces):
+        kp = _kinetic_stats(p, p.pieces["lat"][i], p.pieces["tic"][i], p.pieces["core"][i], p.pieces["dtrajs"][i],
+                            d_md.stride, d_md.frame_time, False, rs + i)
+        values[f"piece {i}"] = _kinetic_metrics(kp, stats["MD"]) | {"ck": _ck(p, p.pieces["dtrajs"][i], d_md.stride)["error"]}
+    for n, d in p.desc.items():
+        details[n] = _kin_details(stats[n], p.params["its_lags_steps"], p.dt) | {
+            "relax": stats[n]["relax"], "acf": stats[n]["acf"]}
+        if n != "MD":
+            ck = _ck(p, d.meta["dtrajs"], d.stride, blocks=True)
+            values[n] = _kinetic_metrics(stats[n], stats["MD"]) | {"ck": ck["error"]}
+            details[n] |= {"ck": ck, "ck_per_step": ck["per_step"]}
+    return {"values": values, "details": details}
+
+
+def score(reference: Ensemble, candidates: dict, **kwargs) -> ScoreCard:
     """Score candidate ensembles against a reference (converged MD), each metric beside the equal-length floor.
 
-    See the module docstring for the metrics and the floors.
+    See the module docstring for the metrics and the floors. The stages can be called one by one
+    (:func:`prepare`, then :func:`ensemble_stage`, :func:`structure_stage`, :func:`kinetics_stage`),
+    e.g. by a notebook that draws their details.
 
     Parameters
     ----------
@@ -635,320 +1035,42 @@ def score(reference: Ensemble, candidates: dict, native=None, encoder=None, msm_
     import time
 
     t0 = time.perf_counter()
-    timings = {}
-    if not isinstance(reference, Ensemble) or not all(isinstance(c, Ensemble) for c in candidates.values()):
-        raise TypeError("reference and every candidate must be an lss.score.Ensemble")
-    if not candidates:
-        raise ValueError("candidates is empty: give at least one ensemble to score")
-    reserved = {FLOOR, "MD"} | ({MSM_ROW} if msm_baseline else set())
-    for name, cand in candidates.items():
-        if name in reserved:
-            raise ValueError(f"candidate name {name!r} is reserved (rows {sorted(reserved)})")
-        if cand.n_atoms != reference.n_atoms:
-            raise ValueError(f"{name} has {cand.n_atoms} atoms, the reference {reference.n_atoms}")
-    if core_coordinate not in ("latent", "tic1", "q") or (core_coordinate == "q" and native is None):
-        raise ValueError(f"core_coordinate must be 'latent', 'tic1' or 'q' (with native), got {core_coordinate!r}")
-    unit = reference.time_unit
-    to_unit = 1.0 / time_factor_ps(unit)
-    ens = {"MD": reference} | dict(candidates)
-    dt_ps = max(e.frame_time_ps for e in ens.values())
-    stride = {}
-    for n, e in ens.items():
-        s = dt_ps / e.frame_time_ps
-        if abs(s - round(s)) > 1e-6 * s:
-            raise ValueError(f"{n}: frame time {e.frame_time_ps:g} ps does not divide the common time step "
-                             f"{dt_ps:g} ps (the longest frame time); kinetics need a common time grid")
-        stride[n] = round(s)
-    dt = dt_ps * to_unit
-    s_md = stride["MD"]
-    if native is not None:
-        native = structure._xyz(native, "native")[0]
+    p = prepare(reference, candidates, **kwargs)
+    stages = {}
+    for name, stage in (("ensemble", ensemble_stage), ("structure", structure_stage), ("kinetics", kinetics_stage)):
+        t1 = time.perf_counter()
+        stages[name] = stage(p)
+        p.timings[f"{name}_s"] = time.perf_counter() - t1
+    return assemble(p, stages, time.perf_counter() - t0)
 
-    # latent space (the ensembles are not modified)
-    lat_of = {n: e.latent for n, e in ens.items()}
-    if encoder is not None:
-        for n, e in ens.items():
-            if e.latent is None:
-                lat_of[n] = [np.asarray(encoder.transform(np.asarray(x)), dtype=np.float32) for x in e.xyz]
-    latent_mode = "given" if all(v is not None for v in lat_of.values()) else "tica"
-    if latent_mode == "tica" and any(v is not None for v in lat_of.values()):
-        warnings.warn(f"{[n for n, v in lat_of.items() if v is None]} have no latent trajectories and no "
-                      f"encoder was given: every ensemble is scored on TICA of the MD's C-alpha distances instead",
-                      RuntimeWarning, stacklevel=2)
 
-    # TICA of the MD's C-alpha distances, fitted on at most ~10,000 pairs (x_t, x_t+lag): the components
-    # hardly change and memory stays bounded for 10^6-frame MD (frames every gcd(lag, stride) only)
-    md_xyz = reference.xyz
-    lag_t = int(tica_lag) if tica_lag is not None else max(1, s_md)
-    step = max(1, lag_t // 5, reference.n_frames // 10_000)
-    g = math.gcd(lag_t, step)
-    tica = analysis.fit_tica([structure.ca_distances(x[::g]) for x in md_xyz if len(x[::g]) > lag_t // g],
-                             lag=lag_t // g, dim=tica_dim, stride=step // g)
-
-    def project(x):
-        return np.concatenate([np.asarray(tica.transform(structure.ca_distances(x[a:a + chunk]).astype(np.float64)),
-                                          dtype=np.float32) for a in range(0, len(x), chunk)])
-
-    md_tic = [project(x) for x in md_xyz]
-    timings["tica_s"] = time.perf_counter() - t0
-
-    def latent_of(n, tic):
-        return [np.asarray(z, dtype=np.float32) for z in lat_of[n]] if latent_mode == "given" else tic
-
-    md_lat = latent_of("MD", md_tic)
-
-    # the floor: the reference cut into pieces of floor_frames (frames laid end to end, the remainder
-    # left out); frame group = its piece (group n_pieces: the remainder)
-    n_md = reference.n_frames
-    if training is not None and training not in candidates:
-        raise ValueError(f"training={training!r} is not a candidate ({list(candidates)})")
-    if floor_frames is not None:
-        L = int(floor_frames)
-    elif training is not None:
-        L = int(round(candidates[training].n_frames * candidates[training].frame_time_ps / reference.frame_time_ps))
-        if 2 * L > n_md:
-            warnings.warn(f"the reference ({n_md} frames) holds fewer than two pieces of the training MD's length ({L} "
-                          f"frames): the floor is taken from its halves, which flatters nothing but is noisier than an "
-                          f"independent run of the training length", RuntimeWarning, stacklevel=2)
-            L = n_md // 2
-    else:
-        L = n_md // 4
-    n_pieces = n_md // max(L, 1)
-    if L < 2 or n_pieces < 2:
-        raise ValueError(f"floor_frames={floor_frames} leaves fewer than 2 pieces of the reference ({n_md} frames): "
-                         f"give at most half the reference's length")
-    starts = np.concatenate([[0], np.cumsum([len(x) for x in md_xyz])])
-    groups = [np.minimum(np.arange(starts[i], starts[i + 1]) // L, n_pieces) for i in range(len(md_xyz))]
-
-    # MSM on the reference's latent space: the states and sets of every kinetic metric
-    t1 = time.perf_counter()
-    base = MSMBaseline(n_states=n_states, lag=s_md, random_state=random_state,
-                       stride=max(1, sum(map(len, md_lat)) // 20_000)).fit(md_lat)  # k-means on <= ~20,000 frames
-    sets = base.metastable_sets(n_sets)
-    # the MSM baseline: an MSM of ``msm_from``'s latent space sampled into its frames
-    src = "MD" if training is None else training
-    src_lat = md_lat if src == "MD" else latent_of(src, [project(x) for x in ens[src].xyz])
-    src_base = base if src == "MD" else MSMBaseline(
-        n_states=n_states, lag=stride[src], random_state=random_state,
-        stride=max(1, sum(map(len, src_lat)) // 20_000)).fit(src_lat)
-    sizes = [(len(e.xyz), max(len(x) for x in e.xyz) // stride[n]) for n, e in candidates.items()]
-    n_traj_msm, n_frames_msm = msm_size if msm_size is not None else max(sizes, key=lambda s: s[0] * s[1])
-    draws = [src_base.sample(n_frames_msm - 1, random_state=random_state + 1 + i, return_index=True)[1]
-             for i in range(int(n_traj_msm))] if msm_baseline else []
-    msm_idx = np.concatenate(draws) if draws else None
-    weights = (np.bincount(msm_idx, minlength=ens[src].n_frames).astype(np.float64)
-               if msm_idx is not None else None)
-    timings["msm_s"] = time.perf_counter() - t1
-
-    # the feature pass
-    t1 = time.perf_counter()
-    fam = _families(md_xyz, n_bins, 1, chunk)
-    desc = {}
-    md_series, md_hists = _describe(md_xyz, fam, tica, native, n_bins, chunk, groups, n_pieces + 1,
-                                    weights if src == "MD" else None)
-    md_series["tic"] = md_tic
-    md_series["latent"] = md_lat
-    desc["MD"] = _Described(md_series, md_hists, reference.frame_time_ps * to_unit, s_md, n_md)
-    for n, e in candidates.items():
-        ser, hists = _describe(e.xyz, fam, tica, native, n_bins, chunk, msm_weights=weights if n == src else None)
-        ser["latent"] = latent_of(n, ser["tic"])
-        desc[n] = _Described(ser, hists, e.frame_time_ps * to_unit, stride[n], e.n_frames)
-    if msm_idx is not None:
-        d_src = desc[src]
-        desc[MSM_ROW] = _Described(
-            {k: np.split(np.concatenate(v)[msm_idx], len(draws)) for k, v in d_src.series.items()},
-            {k: v[1][None] for k, v in d_src.hists.items()}, dt, 1, len(msm_idx))
-        d_src.hists = {k: v[0] for k, v in d_src.hists.items()}
-    md_hists = desc["MD"].hists
-    timings["features_s"] = time.perf_counter() - t1
-
-    # discrete trajectories on the reference MSM's states
-    for n, d in desc.items():
-        d.meta["dtrajs"] = base.transform(d.series["latent"])
-        if isinstance(d.meta["dtrajs"], np.ndarray):
-            d.meta["dtrajs"] = [d.meta["dtrajs"]]
-
-    # edges of the scalar series (the MD's range)
-    md_cat = {k: np.concatenate(v) for k, v in md_series.items()}
-
-    def edges(x):
-        lo, hi = float(np.min(x)), float(np.max(x))
-        return np.linspace(lo, hi + 1e-9 * max(1.0, abs(hi - lo)), n_bins + 1)
-
-    E = {"tic1": edges(md_cat["tic"][:, 0]), "tic2": edges(md_cat["tic"][:, 1]), "rg": edges(md_cat["rg"]),
-         "latent1": edges(md_cat["latent"][:, 0])}
-    if native is not None:
-        nc = len(structure.native_contact_pairs(native))
-        E["q"] = (np.arange(nc + 2) - 0.5) / nc
-        E["rmsd"] = edges(md_cat["rmsd"])
-    if core_coordinate == "q":
-        core_md = md_cat["q"]
-    elif core_coordinate == "tic1":
-        core_md = md_cat["tic"][:, 0]
-    else:
-        core_md = md_cat["latent"][:, 0]
-    lo_hi = tuple(float(v) for v in (cores if cores is not None else np.quantile(core_md, [0.2, 0.8])))
-
-    def core_series(ser):
-        key = {"q": "q", "tic1": "tic", "latent": "latent"}[core_coordinate]
-        return [np.asarray(x if x.ndim == 1 else x[:, 0], dtype=np.float64) for x in ser[key]]
-
-    # autocorrelation range, common steps
-    def shortest_block(trajs, nb):
-        return min(max(len(p) for p in b) for b in split_blocks(trajs, nb))
-
-    pieces = {key: cut_pieces(v, L, n_pieces) for key, v in
-              (("lat", md_lat), ("tic", md_tic), ("core", core_series(md_series)), ("dtrajs", desc["MD"].meta["dtrajs"]))}
-    cap = min([(shortest_block(d.series["latent"], n_blocks) - 1) // d.stride for d in desc.values()]
-              + [(min(max(len(x) for x in p) for p in pieces["lat"]) - 1) // s_md])
-    if acf_max_steps is None:
-        c = kinetics.autocorrelation([z[:, 0] for z in md_lat], max(1, cap * s_md))[::s_md]
-        below = np.nonzero(c < math.exp(-2))[0]
-        acf_max_steps = int(min(cap, max(3, 3 * below[0]))) if len(below) else int(cap)
-    M = int(min(acf_max_steps, cap))
-    if M < 2:
-        raise ValueError(f"the trajectories are too short for autocorrelations of at least 2 common time steps "
-                         f"({dt:g} {unit}) in {n_blocks} blocks")
-
-    # ------------------------------------------------------------ per-ensemble statistics
-    def hist_stats(ser, hists_or_none, group_mask=None):
-        """Histograms of one ensemble (or MD half: frames where group_mask) for every JS metric."""
-        def cat(key, col=None):
-            v = np.concatenate(ser[key]) if isinstance(ser[key], list) else ser[key]
-            v = v if col is None else v[:, col]
-            return v if group_mask is None else v[group_mask]
-
-        h = {"tic1": _hist1(cat("tic", 0), E["tic1"]), "rg": _hist1(cat("rg"), E["rg"]),
-             "tic12": _hist2(cat("tic", 0), cat("tic", 1), E["tic1"], E["tic2"])}
-        if native is not None:
-            h["q"] = _hist1(cat("q"), E["q"])
-            h["rmsd"] = _hist1(cat("rmsd"), E["rmsd"])
-        h["F_tic12"] = analysis.free_energy_2d(cat("tic", 0), cat("tic", 1), bins=(E["tic1"], E["tic2"]))[2]
-        h["F_latent1"] = analysis.free_energy_profile(cat("latent", 0), bins=E["latent1"], n_blocks=2)[1]
-        h.update(hists_or_none)
-        return h
-
-    def ensemble_metrics(a, b):
-        """Ensemble and structure discrepancies of histograms ``a`` (candidate) against ``b`` (MD)."""
-        out, det = {}, {}
-        det["js_torsions"] = js_distance(a["torsions"], b["torsions"])
-        det["js_distances"] = js_distance(a["distances"], b["distances"])
-        out["js_torsions"] = float(np.mean(det["js_torsions"]))
-        out["js_distances"] = float(np.mean(det["js_distances"]))
-        out["js_tic1"] = js_distance(a["tic1"], b["tic1"])
-        out["js_tic12"] = js_distance(a["tic12"], b["tic12"])
-        region = analysis.sampled_region(b["F_tic12"], max_dF=max_dF)
-        ok = region & np.isfinite(a["F_tic12"])
-        out["fe_tic12"] = analysis.aligned_rmse(b["F_tic12"], a["F_tic12"], mask=ok) if ok.any() else float("nan")
-        out["missed_tic12"] = float(1 - ok.sum() / region.sum())
-        region1 = analysis.sampled_region(b["F_latent1"], max_dF=max_dF)
-        ok1 = region1 & np.isfinite(a["F_latent1"])
-        out["fe_latent1"] = analysis.aligned_rmse(b["F_latent1"], a["F_latent1"], mask=ok1) if ok1.any() else float("nan")
-        if native is not None:
-            out["js_q"] = js_distance(a["q"], b["q"])
-        out["js_rg"] = js_distance(a["rg"], b["rg"])
-        if native is not None:
-            out["js_rmsd"] = js_distance(a["rmsd"], b["rmsd"])
-        out["js_bonds"] = float(js_distance(a["bonds"], b["bonds"])[0])
-        out["js_angles"] = js_distance(a["angles"].sum(0), b["angles"].sum(0))
-        return out, det
-
-    def kinetic_stats(lat, tic, core, dtrajs, s, ft, blocks: bool, seed: int):
-        """Kinetic numbers of one ensemble (trajectory lists), at ``s`` frames per common step."""
-        nb = n_blocks if blocks else None
-        k = {}
-        k["its"], k["its_err"] = _its(dtrajs, s, its_lags, ft, n_its, nb)
-        x = [np.stack([z[:, 0], t[:, 0]], 1).astype(np.float64) for z, t in zip(lat, tic)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            t, err = kinetics.relaxation_times(x, M * s, ft, nb, lag_step=s)
-        k["tdecor_latent1"], k["tdecor_tic1"] = float(t[0]), float(t[1])
-        k["tdecor_latent1_err"], k["tdecor_tic1_err"] = float(err[0]), float(err[1])
-        k["mfpt"] = kinetics.mean_first_passage_times([c[::s] for c in core], *lo_hi, frame_time=ft * s,
-                                                      n_boot=n_boot, random_state=seed)
-        k["flux_rate"] = _flux_rate(dtrajs, s, ft, sets)
-        return k
-
-    def kinetic_metrics(a, b):
-        return {"its": float(np.nanmean([_ln_ratio(x, y) for x, y in zip(a["its"][:, 0], b["its"][:, 0])])),
-                "tdecor_tic1": _ln_ratio(a["tdecor_tic1"], b["tdecor_tic1"]),
-                "tdecor_latent1": _ln_ratio(a["tdecor_latent1"], b["tdecor_latent1"]),
-                "mfpt_lo_hi": _ln_ratio(a["mfpt"]["lo_to_hi"]["mean"], b["mfpt"]["lo_to_hi"]["mean"]),
-                "mfpt_hi_lo": _ln_ratio(a["mfpt"]["hi_to_lo"]["mean"], b["mfpt"]["hi_to_lo"]["mean"]),
-                "flux": _ln_ratio(a["flux_rate"], b["flux_rate"])}
-
-    def ck_error(d_other, other_lag):
-        """RMS difference of the set-to-set transition probabilities at k dt, candidate vs reference (both counted)."""
-        r = chapman_kolmogorov(desc["MD"].meta["dtrajs"], d_other, lag=s_md, n_steps=ck_steps, other_lag=other_lag,
-                               sets=sets)
-        diff = (r["other"] - r["reference"]).reshape(len(r["k"]), -1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            per_step = np.sqrt(np.nanmean(diff ** 2, axis=1))
-        return float(np.nanmean(per_step)) if np.isfinite(per_step).any() else float("inf"), per_step
-
-    t1 = time.perf_counter()
-    md_ft = desc["MD"].frame_time
-    md_h = hist_stats(md_series, {k: v[:n_pieces + 1].sum(0) for k, v in md_hists.items()})
-    md_k = kinetic_stats(md_lat, md_tic, core_series(md_series), desc["MD"].meta["dtrajs"], s_md, md_ft, True,
-                         random_state)
-
-    # the floor: each piece of the reference (independent MD of floor_frames) against the whole reference
-    md_group = np.concatenate(groups)
-    floor_vals, floor_dets = [], []
-    for p in range(n_pieces):
-        hp = hist_stats(md_series, {k: v[p] for k, v in md_hists.items()}, md_group == p)
-        vals, det = ensemble_metrics(hp, md_h)
-        floor_dets.append(det)
-        kp = kinetic_stats(pieces["lat"][p], pieces["tic"][p], pieces["core"][p], pieces["dtrajs"][p], s_md, md_ft,
-                           False, random_state + p)
-        vals |= kinetic_metrics(kp, md_k)
-        vals["ck"] = ck_error(pieces["dtrajs"][p], s_md)[0]
-        floor_vals.append(vals)
+def assemble(p: Prepared, stages: dict, seconds: float = float("nan")) -> ScoreCard:
+    """The :class:`ScoreCard` of the stages' results: the floor (mean over pieces) and every row."""
+    piece_keys = [f"piece {i}" for i in range(p.n_pieces)]
+    merged = {n: {} for n in piece_keys + p.names}
+    for st in stages.values():
+        for n, v in st["values"].items():
+            merged[n] |= v
+    floor_vals = [merged[k] for k in piece_keys]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         floor = {key: float(np.nanmean([v[key] for v in floor_vals])) for key in floor_vals[0]}
         floor_sd = {key: float(np.nanstd([v[key] for v in floor_vals], ddof=1)) for key in floor_vals[0]}
-    rows = {FLOOR: {k: floor[k] for k in METRICS if k in floor}}
-    details = {"MD": _kin_details(md_k, its_lags, dt) | {"means": _means(md_series, native, n_blocks)},
-               FLOOR: {"piece_frames": L, "n_pieces": n_pieces, "values": floor_vals,
-                       "sd": {k: floor_sd[k] for k in rows[FLOOR]}}}
-    timings["md_s"] = time.perf_counter() - t1
-
-    for n, d in desc.items():
-        if n == "MD":
-            continue
-        t1 = time.perf_counter()
-        h = hist_stats(d.series, {k: v.sum(0) for k, v in d.hists.items()})
-        vals, det = ensemble_metrics(h, md_h)
-        kk = kinetic_stats(d.series["latent"], d.series["tic"], core_series(d.series), d.meta["dtrajs"], d.stride,
-                           d.frame_time, True, random_state)
-        vals |= kinetic_metrics(kk, md_k)
-        vals["ck"], ck_k = ck_error(d.meta["dtrajs"], d.stride)
-        rows[n] = {k: vals[k] for k in rows[FLOOR]}
-        details[n] = (_kin_details(kk, its_lags, dt) | {"means": _means(d.series, native, n_blocks)}
-                      | {"js_torsions": det["js_torsions"], "js_distances": det["js_distances"], "ck_per_step": ck_k,
-                         "n_frames": d.n_frames, "frame_time": d.frame_time, "wall_s": time.perf_counter() - t1})
-    # per-feature floors of the torsions and distances: RMS over the pairings, like the card's
-    for key in ("js_torsions", "js_distances"):
-        details[FLOOR][key] = np.mean([d[key] for d in floor_dets], 0)
-    order = [FLOOR] + ([MSM_ROW] if MSM_ROW in rows else []) + [n for n in candidates]
-    rows = {n: rows[n] for n in order}
-    timings["total_s"] = time.perf_counter() - t0
-    meta = {"reference": reference.name, "candidates": list(candidates), "time_unit": unit, "dt": dt,
-            "floor_frames": L, "msm_from": reference.name if src == "MD" else src, "training": training,
-            "strides": {("MD" if n == "MD" else n): s for n, s in stride.items()},
-            "latent_space": "the ensembles' own latent trajectories" if latent_mode == "given"
-            else f"TICA (kinetic map) of the MD's C-alpha distances ({tica_dim} components, lag {lag_t} frames)",
-            "cores": {"coordinate": core_coordinate, "lo": lo_hi[0], "hi": lo_hi[1],
-                      "how": "given" if cores is not None else "MD's 20th and 80th percentiles"},
-            "n_frames": {reference.name: n_md} | {n: d.n_frames for n, d in desc.items() if n != "MD"},
-            "msm": {"n_states": n_states, "active": len(base.active_set_), "lag_frames": s_md, "n_sets": n_sets,
-                    "sample": [int(n_traj_msm), int(n_frames_msm)] if msm_baseline else None},
-            "params": {"n_bins": n_bins, "its_lags_steps": list(its_lags), "acf_max_steps": M, "ck_steps": ck_steps,
-                       "max_dF_kT": max_dF, "n_blocks": n_blocks, "n_boot": n_boot, "random_state": random_state},
-            "timings_s": timings}
-    return ScoreCard(rows, details, meta)
+    keys = [k for k in METRICS if k in floor]
+    rows = {FLOOR: {k: floor[k] for k in keys}} | {n: {k: merged[n][k] for k in keys} for n in p.names}
+    details = {n: {} for n in ["MD"] + p.names}
+    for st in stages.values():
+        for n, v in st["details"].items():
+            if n in details:
+                details[n] |= v
+    details[FLOOR] = {"piece_frames": p.floor_frames, "n_pieces": p.n_pieces, "values": floor_vals,
+                      "sd": {k: floor_sd[k] for k in keys}}
+    for key in ("js_torsions", "js_distances"):   # per-feature floors, mean over the pieces
+        details[FLOOR][key] = np.mean([stages["ensemble"]["details"][k][key] for k in piece_keys], 0)
+    for n in p.names:
+        details[n] |= {"n_frames": p.desc[n].n_frames, "frame_time": p.desc[n].frame_time}
+    timings = dict(p.timings) | {"total_s": seconds}
+    return ScoreCard(rows, details, p.meta | {"timings_s": timings})
 
 
 def _kin_details(k: dict, lags, dt: float) -> dict:
