@@ -33,9 +33,11 @@ concepts
 
 composed
 - :mod:`lss.data`       Trp-cage datasets: the Go-model simulation (cached) and the DESRES loader
+- :mod:`lss.pipeline`   the generation pipeline: propagation and decoding seeded per segment, in two threads
 - :mod:`lss.simulator`  the three networks joined: fast batched generation, one-file save/load
 - :mod:`lss.decoding`   decoders side by side: the held-out yardstick, novelty, the table, the targets
 - :mod:`lss.score`      the scorecard against a converged reference (``lss score``)
+- :mod:`lss.compare`    notebook 07's comparisons: the ensembles, the scorecard's figures and tables, the targets
 - :mod:`lss.efficiency` data efficiency against the truth: MD error curve, amplification, coverage
 - :mod:`lss.adaptive`   adaptive sampling guided by the simulator
 - :mod:`lss.plots`      the figures of the notebooks, one function each

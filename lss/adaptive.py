@@ -41,7 +41,7 @@ import numpy as np
 from .features import CAFeaturizer
 from .gomodel import GoModel, fraction_native_contacts
 from .mdn import MDNPropagator
-from .msm import estimate_msm
+from .msm import count_matrix, estimate_msm
 
 __all__ = ["STRATEGIES", "simulate_from", "md_executor", "kmeans_states", "stationary_from_transitions",
            "bootstrap_rows", "propagator_rows", "disagreement", "restart_weights", "choose_restarts",
@@ -53,31 +53,10 @@ STRATEGIES = ("plain", "counts", "lss")
 
 
 # ------------------------------------------------------------------------------------------- MD
-def _run_from(job: dict) -> np.ndarray:
-    """One Go-model trajectory from a given structure; ``(n_steps // save_every + 1, 20, 3)`` float32 nm."""
-    import openmm
-
-    from .gomodel import _openmm_seed
-
-    model = job["model"]
-    integ = openmm.LangevinMiddleIntegrator(job["temperature"], job["friction"], job["timestep"])
-    integ.setRandomNumberSeed(_openmm_seed(job["seed"]))
-    ctx = openmm.Context(model.create_system(), integ, openmm.Platform.getPlatformByName("Reference"))
-    ctx.setPositions(np.asarray(job["xyz0"], dtype=float))
-    ctx.setVelocitiesToTemperature(job["temperature"], _openmm_seed(job["seed"] + 7919))
-    n_frames = int(job["n_steps"]) // int(job["save_every"])
-    xyz = np.empty((n_frames + 1, len(job["xyz0"]), 3), dtype=np.float32)
-    xyz[0] = job["xyz0"]
-    for k in range(n_frames):
-        integ.step(int(job["save_every"]))
-        xyz[k + 1] = ctx.getState(getPositions=True).getPositions(asNumpy=True)._value
-    if not np.all(np.isfinite(xyz)):
-        raise RuntimeError(f"non-finite coordinates in the trajectory with seed {job['seed']}")
-    return xyz
-
-
 def _run_chunk(jobs: list[dict]) -> list[np.ndarray]:
-    return [_run_from(j) for j in jobs]
+    from .gomodel import _run
+
+    return [_run(**j)[0] for j in jobs]
 
 
 def md_executor(n_jobs: int | None = None) -> ProcessPoolExecutor:
@@ -127,9 +106,9 @@ def simulate_from(starts, n_steps: int, save_every: int, seeds, model: GoModel |
     if int(save_every) < 1 or int(n_steps) < int(save_every):
         raise ValueError(f"need 1 <= save_every <= n_steps, got save_every={save_every}, n_steps={n_steps}")
     model = model or GoModel()
-    jobs = [dict(xyz0=s, n_steps=int(n_steps), save_every=int(save_every), seed=int(sd), model=model,
-                 temperature=float(temperature), timestep=float(timestep), friction=float(friction))
-            for s, sd in zip(starts, seeds)]
+    jobs = [dict(start=s, n_steps=int(n_steps), save_every=int(save_every), seed=int(sd), model=model,
+                 temperature=float(temperature), timestep=float(timestep), friction=float(friction),
+                 platform="Reference", equilibration_steps=0, progress=False) for s, sd in zip(starts, seeds)]
     if executor is None:
         return _run_chunk(jobs)
     n_chunks = 4 * max(1, executor._max_workers)
@@ -205,11 +184,7 @@ def bootstrap_rows(dtrajs, lag: int, n_states: int, n_boot: int, rng) -> np.ndar
     rng = np.random.default_rng(rng)
     rows = np.full((int(n_boot), n_states, n_states), np.nan)
     for b in range(int(n_boot)):
-        C = np.zeros((n_states, n_states))
-        for k in rng.integers(len(dtrajs), size=len(dtrajs)):
-            d = np.asarray(dtrajs[k])
-            if len(d) > lag:
-                np.add.at(C, (d[:-lag], d[lag:]), 1.0)
+        C = count_matrix([dtrajs[k] for k in rng.integers(len(dtrajs), size=len(dtrajs))], lag, n_states)
         s = C.sum(1)
         rows[b, s > 0] = C[s > 0] / s[s > 0, None]
     return rows

@@ -1,6 +1,7 @@
 """The estimator contract shared by every lss model (scikit-learn / deeptime habits).
 
-- The constructor only stores its arguments, under their own names; :meth:`Estimator.get_params`
+- The constructor only stores its arguments, under their own names (:meth:`Estimator._store_params`,
+  with a few normalised, e.g. ``hidden`` to a tuple); :meth:`Estimator.get_params`
   reads them back from the ``__init__`` signature (no hand-kept list), :meth:`Estimator.set_params`
   changes them (an unknown name is a ``ValueError``).
 - ``fit`` does the work and returns ``self``; fitted attributes end in ``_`` and are assigned only
@@ -12,9 +13,15 @@
 - :meth:`Estimator.to` moves every fitted network to a device; ``save`` / ``load`` write and read
   the safe lss archive of :mod:`lss.persist` (no pickle).
 
-A subclass sets ``_format`` (e.g. ``"lss.srv/2"``) to be saveable and registered, implements
-``state()`` / ``from_state(state)``, and may name in ``_fitted_attr`` the attribute whose presence
-means "fitted" (default: any public attribute ending in ``_``).
+A subclass sets ``_format`` (e.g. ``"lss.srv/2"``) to be saveable and registered, and may name in
+``_fitted_attr`` the attribute whose presence means "fitted" (default: any public attribute ending in
+``_``). Its saved state is declared once, not written out: ``_state`` maps each key of the file to a
+fitted attribute (or, for a tuple of names, to a nested dict of those attributes), ``_nets`` maps
+keys to the torch modules whose weights are saved; :meth:`Estimator.state` and
+:meth:`Estimator.from_state` derive the file from them (``{"params": ..., key: value, ...}``), the
+subclass supplies only ``_new_net(key)`` (an untrained module of the fitted shape) and, where the
+file's JSON types need it, ``_restored()`` (e.g. lists back to tuples). Composite objects (encoder,
+simulator) write their own ``state()`` / ``from_state``.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ import inspect
 import torch
 
 from .persist import Persistable
-from .utils import get_device
+from .utils import get_device, local_torch_seed
 
 
 class Estimator(Persistable):
@@ -31,6 +38,10 @@ class Estimator(Persistable):
 
     #: Attribute that exists only once fitted (default: any public attribute ending in ``_``).
     _fitted_attr: str | None = None
+    #: Saved fitted state: ``{key in the file: attribute}``, or ``{key: (attribute, ...)}`` for a nested dict.
+    _state: dict = {}
+    #: Saved torch modules: ``{key in the file: attribute}`` (their ``state_dict``, on the CPU).
+    _nets: dict = {}
 
     # ------------------------------------------------------------------------------ parameters
     @classmethod
@@ -39,6 +50,12 @@ class Estimator(Persistable):
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def _store_params(self, args: dict) -> None:
+        """Store the constructor's arguments under their own names: ``self._store_params(locals())``
+        first thing in ``__init__`` (the signature is the one list of parameters)."""
+        for k in self._param_names():
+            setattr(self, k, args[k])
 
     def get_params(self) -> dict:
         """The constructor parameters, ``{name: value}``, as stored by ``__init__``."""
@@ -107,3 +124,42 @@ class Estimator(Persistable):
         for net in self._networks():
             net.to(dev)
         return self
+
+    # ----------------------------------------------------------------------------- persistence
+    def state(self) -> dict:
+        """Everything needed to rebuild the fitted estimator: parameters, the fitted attributes of
+        ``_state`` and the weights of the networks of ``_nets`` (arrays, tensors and JSON values)."""
+        self._check_fitted()
+        out = {"params": self.get_params()}
+        for key, attr in self._state.items():
+            out[key] = {a: getattr(self, a) for a in attr} if isinstance(attr, tuple) else getattr(self, attr, None)
+        for key, attr in self._nets.items():
+            out[key] = {k: v.detach().cpu() for k, v in getattr(self, attr).state_dict().items()}
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict):
+        """Inverse of :meth:`state`: parameters, fitted attributes, then networks built by ``_new_net``
+        (under a fixed local seed: the draws of their initialisation are discarded, the global random
+        state is untouched) with the saved weights loaded, in eval mode."""
+        self = cls._from_params(state["params"])
+        for key, attr in cls._state.items():
+            if isinstance(attr, tuple):
+                for a in attr:
+                    setattr(self, a, state[key][a])
+            else:
+                setattr(self, attr, state.get(key))
+        self._restored()
+        for key, attr in cls._nets.items():
+            with local_torch_seed(0):
+                net = self._new_net(key)
+            net.load_state_dict(state[key])
+            setattr(self, attr, net.eval())
+        return self
+
+    def _new_net(self, key: str) -> torch.nn.Module:  # pragma: no cover - by the classes with _nets
+        """An untrained module of the fitted shape for the weights saved under ``key``."""
+        raise NotImplementedError
+
+    def _restored(self) -> None:
+        """Adjust the attributes :meth:`from_state` set from a file (types JSON does not keep)."""

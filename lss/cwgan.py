@@ -28,7 +28,6 @@ notebook 05's cpu profile trains; the paper profile sets ``critic_separation=0, 
 """
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
@@ -242,25 +241,9 @@ class CWGAN(Decoder):
                  n_epochs: int = 50, ema: float = 0.0, scaling: str = "standard", critic_separation: int = 1,
                  fixed_bonds: bool = True, fixed_angles: bool = True, reference: str = "first",
                  device: str = "cpu", random_state: int | None = None, progress: bool = False):
-        self.noise_dim = noise_dim
+        self._store_params(locals())
         self.hidden = tuple(hidden)
-        self.n_critic = n_critic
-        self.gp_lambda = gp_lambda
-        self.optimizer = optimizer
-        self.lr = lr
         self.betas = tuple(betas)
-        self.lr_schedule = lr_schedule
-        self.batch_size = batch_size
-        self.n_epochs = n_epochs
-        self.ema = ema
-        self.scaling = scaling
-        self.critic_separation = critic_separation
-        self.fixed_bonds = fixed_bonds
-        self.fixed_angles = fixed_angles
-        self.reference = reference
-        self.device = device
-        self.random_state = random_state
-        self.progress = progress
 
     # ----------------------------------------------------------------------------------- helpers
     def _check_params(self):
@@ -348,11 +331,16 @@ class CWGAN(Decoder):
         del X   # xyz and C stay for the angle tables (fixed_angles)
         # the generator that is kept (and saved) is an exponential moving average of the trained one
         # when ema > 0; it damps the oscillations of adversarial training
-        G_keep = copy.deepcopy(G).requires_grad_(False) if self.ema > 0 else G
+        # (with a warm-up: early steps do not stick to the initial weights)
+        G_keep = G
+        if self.ema > 0:
+            warm_ema = lambda avg, cur, n: torch._foreach_lerp_(avg, cur, 1.0 - min(self.ema, (1 + n) / (10 + n)))
+            G_keep = torch.optim.swa_utils.AveragedModel(G, multi_avg_fn=lambda a, c, n: warm_ema(a, c, int(n)))
+            G_keep.update_parameters(G)                  # the initial weights: the average starts there
         opt_g, opt_d = self._make_opt(G.parameters()), self._make_opt(D.parameters())
-        for opt in (opt_g, opt_d):
-            for group in opt.param_groups:
-                group["initial_lr"] = group["lr"]
+        # "linear": epoch e of E runs at lr * (1 - e / E)
+        schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1 - e / self.n_epochs) for opt in (opt_g, opt_d)
+                     if self.lr_schedule == "linear"]
         g = torch_generator(seed_loop, dev)
         n, B, lam = len(Xt), int(self.batch_size), float(self.gp_lambda)
         history = {"critic_loss": [], "generator_loss": [], "wasserstein": [], "gradient_penalty": [], "time_s": []}
@@ -361,10 +349,6 @@ class CWGAN(Decoder):
         t0, n_dsteps, n_gsteps = time.perf_counter(), 0, 0
         bar = tqdm(range(self.n_epochs), desc="cWGAN", unit="epoch", disable=not self.progress)
         for epoch in bar:
-            if self.lr_schedule == "linear":  # epoch e of E runs at lr * (1 - e / E)
-                for opt in (opt_g, opt_d):
-                    for group in opt.param_groups:
-                        group["lr"] = group["initial_lr"] * (1 - epoch / self.n_epochs)
             perm = torch.randperm(n, generator=g, device=dev)
             sums = torch.zeros(4, dtype=torch.float64, device=dev)  # critic, wasserstein, gp, generator
             n_d = n_g = 0
@@ -397,10 +381,8 @@ class CWGAN(Decoder):
                     loss_g.backward()
                     opt_g.step()
                     n_gsteps += 1
-                    if G_keep is not G:  # average with warm-up: early steps do not stick to the init
-                        decay = min(self.ema, (1 + n_gsteps) / (10 + n_gsteps))
-                        with torch.no_grad():
-                            torch._foreach_lerp_(list(G_keep.parameters()), list(G.parameters()), 1.0 - decay)
+                    if G_keep is not G:
+                        G_keep.update_parameters(G)
                     sums[3] += loss_g.detach().double()
                     n_g += 1
             s = sums.cpu().numpy()
@@ -416,8 +398,10 @@ class CWGAN(Decoder):
             history["generator_loss"].append(float(s[3] / n_g) if n_g else float("nan"))
             history["time_s"].append(time.perf_counter() - t0)
             bar.set_postfix(W=f"{s[1] / n_d:.3f}", gp=f"{s[2] / n_d:.3f}")
+            for sched in schedules:
+                sched.step()
         bar.close()
-        G_keep.eval()
+        G_keep = (G_keep.module.requires_grad_(False) if G_keep is not G else G).eval()
         D.eval()
         # training succeeded: only now does the estimator become fitted
         self.reference_, self.reference_source_ = ref, source
@@ -532,23 +516,11 @@ class CWGAN(Decoder):
         return self.critic_.eval()(xt, ct).cpu().numpy()
 
     # ----------------------------------------------------------------------------- persistence
-    def state(self) -> dict:
-        """Everything needed to rebuild the fitted decoder (arrays, tensors, plain values), critic included."""
-        self._check_fitted()
-        return {**self._common_state(), "x_center": self.x_center_, "x_scale": self.x_scale_,
-                "generator": {k: v.detach().cpu() for k, v in self.generator_.state_dict().items()},
-                "critic": {k: v.detach().cpu() for k, v in self.critic_.state_dict().items()}}
+    _state = {**Decoder._state, "x_center": "x_center_", "x_scale": "x_scale_"}
+    _nets = {"generator": "generator_", "critic": "critic_"}
 
-    @classmethod
-    def from_state(cls, state: dict) -> CWGAN:
-        self = cls._from_params(state["params"])
-        n_atoms, m = int(state["n_atoms"]), int(state["n_components"])
-        generator = _Generator(self.noise_dim, m, self.hidden, n_atoms * 3, squash=self.scaling == "minmax")
-        generator.load_state_dict(state["generator"])
-        critic = _Critic(n_atoms * 3, m, self.hidden, len(_geometry_pairs(n_atoms, int(self.critic_separation))))
-        critic.load_state_dict(state["critic"])
-        self._load_common(state)
-        self.x_center_, self.x_scale_ = np.asarray(state["x_center"]), np.asarray(state["x_scale"])
-        self.critic_ = critic.eval()
-        self.generator_ = generator.eval()
-        return self
+    def _new_net(self, key):
+        n_out, m = self.n_atoms_ * 3, self.n_components_
+        if key == "generator":
+            return _Generator(self.noise_dim, m, self.hidden, n_out, squash=self.scaling == "minmax")
+        return _Critic(n_out, m, self.hidden, len(_geometry_pairs(self.n_atoms_, int(self.critic_separation))))

@@ -4,7 +4,7 @@ A decoder of the latent space simulator maps latent points ``psi`` (n_frames, m)
 (n_frames, n_atoms, 3) in nm, superposed on a reference structure. :class:`lss.cwgan.CWGAN` (the
 paper's) and :class:`lss.flow.FlowDecoder` (beyond it) derive from :class:`Decoder`, which holds the
 parts they have in common; each implements ``fit`` and ``generate`` and adds its own networks to
-:meth:`Decoder._common_state`.
+the saved state ``Decoder._state`` (:mod:`lss.base`).
 
 Fixed geometry. A decoder on Cartesian coordinates spreads its errors over all directions, so the
 C-alpha virtual bonds and bond angles, which the Go model (and a protein) holds stiff, come out broad:
@@ -291,26 +291,14 @@ class Decoder(Estimator):
         return np.concatenate([superpose(xi, self.reference_) for xi in x])
 
     # ------------------------------------------------------------------------------- persistence
-    def _common_state(self) -> dict:
-        """The fitted attributes every decoder has, for ``state()``."""
-        return {"params": self.get_params(), "n_atoms": self.n_atoms_, "n_components": self.n_components_,
-                "reference": self.reference_, "reference_source": self.reference_source_,
-                "cond_mean": self.cond_mean_, "cond_std": self.cond_std_,
-                "bond_mean": self.bond_mean_, "bond_sd": self.bond_sd_,
-                "angle_quantiles_md": self.angle_quantiles_md_,
-                "angle_quantiles_decoded": self.angle_quantiles_decoded_,
-                "history": self.history_, "fit_time_s": self.fit_time_s_}
+    #: The fitted attributes every decoder saves (its networks and own arrays are added by each class).
+    _state = {"n_atoms": "n_atoms_", "n_components": "n_components_", "reference": "reference_",
+              "reference_source": "reference_source_", "cond_mean": "cond_mean_", "cond_std": "cond_std_",
+              "bond_mean": "bond_mean_", "bond_sd": "bond_sd_", "angle_quantiles_md": "angle_quantiles_md_",
+              "angle_quantiles_decoded": "angle_quantiles_decoded_", "history": "history_",
+              "fit_time_s": "fit_time_s_"}
 
-    def _load_common(self, state: dict) -> None:
-        """Set the attributes of :meth:`_common_state` from a loaded state."""
-        self.n_atoms_, self.n_components_ = int(state["n_atoms"]), int(state["n_components"])
-        self.reference_ = np.asarray(state["reference"], dtype=np.float32)
-        self.reference_source_ = state["reference_source"]
-        self.cond_mean_, self.cond_std_ = np.asarray(state["cond_mean"]), np.asarray(state["cond_std"])
-        self.bond_mean_, self.bond_sd_ = np.asarray(state["bond_mean"]), np.asarray(state["bond_sd"])
-        self.history_, self.fit_time_s_ = state["history"], state["fit_time_s"]
-        # files written before fixed_angles have no tables: bonds only
-        q_md, q_dec = state.get("angle_quantiles_md"), state.get("angle_quantiles_decoded")
-        self.angle_quantiles_md_ = None if q_md is None else np.asarray(q_md, dtype=np.float64)
-        self.angle_quantiles_decoded_ = None if q_dec is None else np.asarray(q_dec, dtype=np.float64)
+    def _restored(self):
+        # files written before fixed_angles have no angle tables (None): bonds only
+        self.n_atoms_, self.n_components_ = int(self.n_atoms_), int(self.n_components_)
         self.angle_fallbacks_ = 0

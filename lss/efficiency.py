@@ -498,3 +498,122 @@ def interval_coverage(replicas: list, ref_est: dict, name: str, z: float) -> dic
         out[kind] = coverage(iv, truth_row) | {"by_group": {g: coverage(iv[group == g], truth_row[group == g])
                                                             for g in dict.fromkeys(group)}}
     return out
+
+
+# ------------------------------------------------------------------------------------ notebook 09's tables
+def _rms(vals) -> float:
+    v = np.asarray(vals, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(np.sqrt(np.mean(v ** 2))) if len(v) else float("inf")
+
+
+def summary(reps: dict, truth: dict, curve: dict, train_frames: int, quantities) -> tuple[dict, dict]:
+    """Errors of every replica and, per (quantity, training fraction), the RMS error of MD, MSM and LSS, the
+    fraction of replicas that do not resolve it and the amplification factors of MSM and LSS.
+
+    ``reps``: fraction -> list of :func:`replica` results. Returns ``(err, table)``: ``err[f][name]`` the
+    replicas' :func:`errors`; ``table[q, f]`` ``{"err", "unresolved", "G"}``."""
+    err = {f: {name: [errors(r["est"][name], truth) for r in reps[f]] for name in ("MD", "MSM", "LSS")} for f in reps}
+    table = {}
+    for k in quantities:
+        for f in reps:
+            e = {name: _rms([x[k] for x in err[f][name]]) for name in err[f]}
+            unres = {name: float(np.mean([not np.isfinite(x[k]) for x in err[f][name]])) for name in err[f]}
+            g = {name: amplification_factor(curve["lengths"], curve["rms"][k], e[name], f * train_frames)
+                 for name in ("MSM", "LSS")}
+            table[k, f] = {"err": e, "unresolved": unres, "G": g}
+    return err, table
+
+
+def summary_rows(table: dict) -> tuple[list, list]:
+    """``(header, rows)`` of :func:`summary`'s table: errors and amplification factors."""
+    head = ["quantity", "length"] + [f"error {n}" for n in ("MD", "MSM", "LSS")] + ["G (MSM)", "G (LSS)"]
+    fmt_g = lambda g: "n/a" if not np.isfinite(g[0]) else f"{g[0]:.2g}" + (" (extrap.)" if g[1] == "extrapolated" else "")  # noqa: E731
+    rows = [[QUANTITIES[k][0], f"{f:g}x"] + [f"{t['err'][n]:.3g}" + (f" ({t['unresolved'][n]:.0%} n/r)" if t["unresolved"][n] else "")
+            for n in ("MD", "MSM", "LSS")] + [fmt_g(t["G"]["MSM"]), fmt_g(t["G"]["LSS"])] for (k, f), t in table.items()]
+    return head, rows
+
+
+def coverage_table(reps: dict, truth: dict) -> tuple[dict, list]:
+    """Coverage of the reference by every kind of interval at 68 % and 95 %: sampling and retraining intervals of
+    MD, MSM and LSS (:func:`interval_coverage`) and the Bayesian MSM's credible intervals (:func:`bayes_coverage`).
+
+    Returns ``(cov, rows)``: ``cov[f, name, kind, level]`` the coverage dicts, ``rows`` the table's rows."""
+    rows, cov = [], {}
+    for f in reps:
+        for name in ("MD", "MSM", "LSS"):
+            for z, level in ((1.0, "68 %"), (1.96, "95 %")):
+                for kind, v in interval_coverage(reps[f], truth, name, z).items():
+                    cov[f, name, kind, level] = v
+                    rows.append([f"{f:g}x", name, kind, level, f"{v['coverage']:.2f} ± {v['mc_se']:.2f}", v["n"]])
+        for lv, level in ((0.68, "68 %"), (0.95, "95 %")):   # the plain baseline's own: a Bayesian MSM's credible intervals
+            v = cov[f, "MSM", "Bayesian", level] = bayes_coverage(reps[f], truth, lv)
+            rows.append([f"{f:g}x", "MSM", "Bayesian (populations, t1)", level, f"{v['coverage']:.2f} ± {v['mc_se']:.2f}", v["n"]])
+    return cov, rows
+
+
+COVERAGE_HEADER = ["length", "estimate", "interval", "nominal", "coverage ± MC s.e.", "cases"]
+
+
+def bias_rows(reps: dict, truth: dict, cov: dict) -> list:
+    """Which kinds of scalar the LSS's 95 % retraining intervals miss, and whether bias or width is why:
+    per length and kind, the coverage and the median ``|mean - truth| / replica spread``."""
+    keys = list(scalars(truth))
+    grp = lambda k: "t" if k.startswith("t") else k.split("_")[0]  # noqa: E731
+    ref_v = np.array([scalars(truth)[k][0] for k in keys])
+    rows = []
+    for f in reps:
+        vals = np.array([[scalars(r["est"]["LSS"])[k][0] for k in keys] for r in reps[f]], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bias = np.abs(np.nanmean(vals, 0) - ref_v) / np.nanstd(vals, 0, ddof=1)
+        for g in dict.fromkeys(map(grp, keys)):
+            sel = np.array([grp(k) == g for k in keys])
+            c = cov.get((f, "LSS", "retraining", "95 %"), {}).get("by_group", {}).get(g)
+            if c is not None:
+                rows.append([f"{f:g}x", g, f"{c['coverage']:.2f} ± {c['mc_se']:.2f}", c["n"], f"{np.nanmedian(bias[sel]):.2g}"])
+    return rows
+
+
+BIAS_HEADER = ["length", "scalars", "LSS retraining coverage (95 %)", "cases", "median bias / replica spread"]
+
+
+def interval_rows(reps: list, truth: dict) -> list:
+    """Relaxation times and MFPTs of the LSS (mean over ``reps``) with the 95 % half-widths of one model's sampling
+    interval and of the spread over retrained models, beside the reference."""
+    sc = [scalars(r["est"]["LSS"]) for r in reps]
+    ref_sc = scalars(truth)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for k in [k for k in ref_sc if k.startswith("t") or k.startswith("mfpt")]:
+            v = np.array([s[k][0] for s in sc], dtype=float)
+            se = np.nanmean([(s[k][2] - s[k][1]) / (2 * 1.96 if k.startswith("mfpt") else 2) for s in sc])
+            rows.append([k.replace("mfpt_", "MFPT ").replace("_", " -> "), f"{ref_sc[k][0]:.3g}", f"{np.nanmean(v):.3g}",
+                         f"± {1.96 * se:.2g}", f"± {1.96 * np.nanstd(v, ddof=1):.2g}", f"{np.isfinite(v).sum()} of {len(v)}"])
+    return rows
+
+
+INTERVAL_HEADER = ["quantity", "reference", "LSS", "sampling", "retraining", "resolved"]
+
+
+def verdict(table: dict, quantities, cov: dict, f0: float) -> str:
+    """Notebook 09's verdict at training fraction ``f0``: where the LSS adds accuracy (G > 1), where it only adds
+    precision, whether it beats the MSM, and how its intervals cover the reference."""
+    resolved = [k for k in quantities if table[k, f0]["unresolved"]["LSS"] <= 0.5]   # most replicas resolve it
+    name = lambda ks: ", ".join(QUANTITIES[k][0] for k in ks) or "none"  # noqa: E731
+    adds = [k for k in resolved if table[k, f0]["G"]["LSS"][0] > 1]
+    loses = [k for k in resolved if table[k, f0]["G"]["LSS"][0] < 1]
+    unres = [k for k in quantities if k not in resolved]
+    beats_msm = [k for k in resolved if table[k, f0]["err"]["LSS"] < table[k, f0]["err"]["MSM"]]
+    c95 = {kind: cov.get((f0, "LSS", kind, "95 %")) for kind in ("sampling", "retraining")}
+    missed = [g for g, c in (c95["retraining"] or {}).get("by_group", {}).items() if c["coverage"] < 0.8]
+    return (f"At {f0:g}x the training MD (the paper's regime), the retrained LSS is worth more MD than it was trained "
+            f"on (G > 1, it adds accuracy) for: {name(adds)}; it loses information (G < 1: its many "
+            f"frames add only precision) for: {name(loses)}"
+            + (f"; most replicas do not resolve {name(unres)} at all" if unres else "") + ". It beats the MSM that replays "
+            f"its training frames on: {name(beats_msm)}. Its 95 % sampling intervals cover the reference in "
+            f"{c95['sampling']['coverage']:.0%} of the cases" + (f", its retraining intervals in {c95['retraining']['coverage']:.0%}"
+            if c95["retraining"] else "") + (f" (target 80 %; below it: {', '.join(missed)}, see the bias column above)"
+            if missed else "") + f". The Bayesian MSM's 95 % credible intervals cover "
+            f"{cov[f0, 'MSM', 'Bayesian', '95 %']['coverage']:.0%}, MD's own block intervals "
+            f"{cov[f0, 'MD', 'sampling', '95 %']['coverage']:.0%}.")

@@ -34,6 +34,7 @@ import numpy as np
 from .base import Estimator
 from .persist import object_from, state_of
 from .srv import SRV
+from .structure import _xyz
 from .trajio import iter_dcd, load_dcd, quiet_c_stdout, topology_from_dict, topology_to_dict  # noqa: F401
 
 
@@ -68,19 +69,12 @@ class _Featurizer:
         return len(self.feature_names)
 
     def _as_traj(self, traj_or_xyz) -> md.Trajectory:
-        if isinstance(traj_or_xyz, md.Trajectory):
-            t = traj_or_xyz
-            if t.n_atoms != self.topology.n_atoms:
-                raise ValueError(f"traj_or_xyz has {t.n_atoms} atoms; this featurizer's topology has "
-                                 f"{self.topology.n_atoms}")
-            return t
-        xyz = np.asarray(traj_or_xyz, dtype=np.float32)
-        if xyz.ndim == 2:
-            xyz = xyz[None]
-        if xyz.ndim != 3 or xyz.shape[1:] != (self.topology.n_atoms, 3):
-            raise ValueError(f"traj_or_xyz must have shape (n_frames, {self.topology.n_atoms}, 3) in nm, "
-                             f"got {xyz.shape}")
-        return md.Trajectory(xyz, self.topology)
+        t = traj_or_xyz if isinstance(traj_or_xyz, md.Trajectory) else None
+        xyz = _xyz(traj_or_xyz, "traj_or_xyz") if t is None else t.xyz
+        if xyz.shape[1] != self.topology.n_atoms:
+            raise ValueError(f"traj_or_xyz has {xyz.shape[1]} atoms; it must have shape (n_frames, "
+                             f"{self.topology.n_atoms}, 3) in nm, this featurizer's topology")
+        return t if t is not None else md.Trajectory(xyz, self.topology)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_atoms={self.topology.n_atoms}, n_features={self.n_features})"
@@ -326,24 +320,12 @@ class FeatureScaler(Estimator):
         self._check(x)
         return (np.asarray(x, dtype=np.float64) * self.scale_ + self.mean_).astype(np.float32)
 
-    def state(self) -> dict:
-        """Parameters and statistics (float64 arrays)."""
-        self._check_fitted()
-        return {"params": self.get_params(), "mean": self.mean_, "scale": self.scale_,
-                "n_samples": self.n_samples_, "fit_on": self.fit_on_,
-                "fit_time_s": getattr(self, "fit_time_s_", None)}
+    _state = {"mean": "mean_", "scale": "scale_", "n_samples": "n_samples_", "fit_on": "fit_on_",
+              "fit_time_s": "fit_time_s_"}
 
-    @classmethod
-    def from_state(cls, state: dict) -> "FeatureScaler":
-        sc = cls._from_params(state["params"])
-        sc.mean_ = np.asarray(state["mean"], dtype=np.float64)
-        sc.scale_ = np.asarray(state["scale"], dtype=np.float64)
-        sc.n_features_in_ = len(sc.mean_)
-        sc.n_samples_ = int(state["n_samples"])
-        sc.fit_on_ = [int(i) for i in state["fit_on"]]
-        if state.get("fit_time_s") is not None:
-            sc.fit_time_s_ = float(state["fit_time_s"])
-        return sc
+    def _restored(self):
+        self.n_features_in_, self.n_samples_ = len(self.mean_), int(self.n_samples_)
+        self.fit_on_ = [int(i) for i in self.fit_on_]
 
 
 # ------------------------------------------------------------------------------------------ encoder

@@ -118,22 +118,8 @@ class FlowDecoder(Decoder):
                  patience: int = 8, val_fraction: float = 0.1, n_val_blocks: int = 10, fixed_bonds: bool = True,
                  fixed_angles: bool = True, reference: str = "first", device: str = "cpu",
                  random_state: int | None = None, progress: bool = False):
-        self.kind = kind
-        self.transforms = transforms
+        self._store_params(locals())
         self.hidden = tuple(hidden)
-        self.bins = bins
-        self.lr = lr
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.n_val_blocks = n_val_blocks
-        self.fixed_bonds = fixed_bonds
-        self.fixed_angles = fixed_angles
-        self.reference = reference
-        self.device = device
-        self.random_state = random_state
-        self.progress = progress
 
     def _check_params(self):
         self._check_common(("transforms", "bins", "batch_size", "max_epochs", "patience", "n_val_blocks"),
@@ -202,6 +188,9 @@ class FlowDecoder(Decoder):
         with local_torch_seed(seed_init):
             flow = _build_flow(k, C.shape[1], self.kind, int(self.transforms), self.hidden, int(self.bins)).to(dev)
         opt = torch.optim.Adam(flow.parameters(), lr=self.lr)
+        # the learning rate halves after every patience // 2 epochs without a better held-out NLL
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, self.patience // 2) - 1,
+                                                             threshold=1e-4, threshold_mode="abs")
         g = torch_generator(seed_loop, dev)
         history = {"train_nll": [], "val_nll": [], "lr": [], "time_s": []}
         best, best_state, best_epoch, stale = math.inf, None, -1, 0
@@ -239,9 +228,7 @@ class FlowDecoder(Decoder):
                 stale += 1
                 if stale >= self.patience:
                     break
-                if stale % max(1, self.patience // 2) == 0:
-                    for group in opt.param_groups:
-                        group["lr"] *= 0.5
+            plateau.step(v)
         bar.close()
         flow.load_state_dict(best_state)
         flow.eval()
@@ -331,24 +318,11 @@ class FlowDecoder(Decoder):
         return out
 
     # ----------------------------------------------------------------------------- persistence
-    def state(self) -> dict:
-        self._check_fitted()
-        return {**self._common_state(), "x_mean": self.x_mean_, "components": self.components_,
-                "scales": self.scales_, "best_epoch": self.best_epoch_, "val_nll": self.val_nll_,
-                "flow": {k: v.detach().cpu() for k, v in self.flow_.state_dict().items()}}
+    _state = {**Decoder._state, "x_mean": "x_mean_", "components": "components_", "scales": "scales_",
+              "best_epoch": "best_epoch_", "val_nll": "val_nll_"}
+    _nets = {"flow": "flow_"}
 
-    @classmethod
-    def from_state(cls, state: dict) -> FlowDecoder:
-        self = cls._from_params(state["params"])
-        scales = np.asarray(state["scales"])
-        with local_torch_seed(0):  # the weights are loaded; the draw of the initialisation is discarded
-            flow = _build_flow(len(scales), int(state["n_components"]), self.kind, int(self.transforms),
-                               self.hidden, int(self.bins))
-        flow.load_state_dict(state["flow"])
-        self._load_common(state)
-        self.x_mean_, self.components_, self.scales_ = (np.asarray(state["x_mean"]),
-                                                        np.asarray(state["components"]), scales)
-        self.best_epoch_, self.val_nll_ = int(state["best_epoch"]), float(state["val_nll"])
-        self.flow_ = flow.eval()
-        return self
+    def _new_net(self, key):
+        return _build_flow(len(self.scales_), self.n_components_, self.kind, int(self.transforms), self.hidden,
+                           int(self.bins))
 

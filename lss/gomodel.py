@@ -66,6 +66,9 @@ from importlib import resources
 import mdtraj as md
 import numpy as np
 
+from .structure import _xyz, native_contact_pairs
+from .structure import fraction_native_contacts as _fraction_native_contacts
+
 #: Boltzmann constant in kJ/(mol K).
 KB = 0.008314462618
 
@@ -115,29 +118,7 @@ def native_contacts(cutoff: float = 0.8, min_separation: int = 3, native: np.nda
     np.ndarray, shape (n_contacts, 2), int
         Atom index pairs, ``i < j``, sorted.
     """
-    if cutoff <= 0:
-        raise ValueError(f"cutoff must be a positive distance in nm, got {cutoff!r}")
-    if int(min_separation) != min_separation or min_separation < 1:
-        raise ValueError(f"min_separation must be a positive integer, got {min_separation!r}")
-    xyz = native_structure().xyz[0] if native is None else np.asarray(native, dtype=np.float32)
-    n = len(xyz)
-    pairs = np.array([(i, j) for i in range(n) for j in range(i + int(min_separation), n)], dtype=int).reshape(-1, 2)
-    d = np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1)
-    return pairs[d < cutoff]
-
-
-def _frames_and_native(xyz, native, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``xyz`` as (n_frames, n_atoms, 3) and the reference structure (default 2JOF), both ``dtype``; checked."""
-    if isinstance(xyz, md.Trajectory):
-        xyz = xyz.xyz
-    xyz = np.asarray(xyz, dtype=dtype)
-    if xyz.ndim == 2:
-        xyz = xyz[None]
-    native = native_structure().xyz[0] if native is None else native
-    native = np.asarray(native, dtype=dtype)
-    if xyz.ndim != 3 or xyz.shape[1:] != native.shape:
-        raise ValueError(f"xyz must have shape (n_frames, {len(native)}, 3) in nm, got {xyz.shape}")
-    return xyz, native
+    return native_contact_pairs(native_structure().xyz[0] if native is None else native, cutoff, min_separation)
 
 
 def fraction_native_contacts(xyz, contacts: np.ndarray | None = None, ratio: float = 1.2,
@@ -161,17 +142,8 @@ def fraction_native_contacts(xyz, contacts: np.ndarray | None = None, ratio: flo
     -------
     np.ndarray, shape (n_frames,), float32
     """
-    xyz, native = _frames_and_native(xyz, native, np.float32)
-    if contacts is None:
-        contacts = native_contacts(native=native)
-    contacts = np.asarray(contacts, dtype=int)
-    s = np.linalg.norm(native[contacts[:, 0]] - native[contacts[:, 1]], axis=1)
-    out = np.empty(len(xyz), dtype=np.float32)
-    for a in range(0, len(xyz), 100_000):  # chunks keep memory flat for long trajectories
-        x = xyz[a:a + 100_000]
-        r = np.linalg.norm(x[:, contacts[:, 0]] - x[:, contacts[:, 1]], axis=2)
-        out[a:a + 100_000] = (r < ratio * s).mean(axis=1)
-    return out
+    return _fraction_native_contacts(xyz, native_structure().xyz[0] if native is None else native, ratio=ratio,
+                                     contacts=contacts)
 
 
 def count_transitions(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> int:
@@ -208,10 +180,15 @@ def core_states(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> np.ndarray:
     return states(q, lo, hi)
 
 
+def _pooled(q) -> np.ndarray:
+    """A Q series, or a list of them laid end to end, as one float64 vector."""
+    return np.concatenate([np.asarray(x, dtype=float).ravel() for x in q]) if isinstance(q, (list, tuple)) \
+        else np.asarray(q, dtype=float).ravel()
+
+
 def folded_fraction(q, threshold: float = Q_BARRIER) -> float:
     """Fraction of frames with ``Q > threshold`` (default 0.7, the barrier top of F(Q))."""
-    q = np.concatenate([np.asarray(x, dtype=float).ravel() for x in q]) if isinstance(q, (list, tuple)) \
-        else np.asarray(q, dtype=float).ravel()
+    q = _pooled(q)
     if q.size == 0:
         raise ValueError("q is empty")
     return float(np.mean(q > threshold))
@@ -236,8 +213,7 @@ def free_energy_basins(q, bins: int = 32, unfolded_below: float = 0.6, folded_ab
         ``q_unfolded``, ``q_folded``, ``q_barrier`` (bin centres) and ``barrier_kT`` (barrier above the
         higher minimum); the last four are None when the data do not show two basins (one never visited).
     """
-    q = np.concatenate([np.asarray(x, dtype=float).ravel() for x in q]) if isinstance(q, (list, tuple)) \
-        else np.asarray(q, dtype=float).ravel()
+    q = _pooled(q)
     hist, edges = np.histogram(q, bins=np.linspace(0, 1, bins + 1))
     centers = 0.5 * (edges[1:] + edges[:-1])
     with np.errstate(divide="ignore"):
@@ -342,7 +318,10 @@ def flip_angle(xyz, native: np.ndarray | None = None) -> np.ndarray:
         ``phi - phi0`` wrapped into (-pi, pi], rad: near 0 in the native proline state, near +-pi
         when flipped (the second minimum of the flip term ``h sin^2(phi - phi0)``).
     """
-    xyz, native = _frames_and_native(xyz, native, np.float64)
+    xyz = _xyz(xyz, "xyz", np.float64)
+    native = _xyz(native_structure() if native is None else native, "native", np.float64)[0]
+    if xyz.shape[1:] != native.shape:
+        raise ValueError(f"xyz must have shape (n_frames, {len(native)}, 3) in nm, got {xyz.shape}")
 
     def dihedral(x):
         b0, b1, b2 = (x[:, j + 1] - x[:, j] for j in FLIP_DIHEDRAL[:3])
@@ -642,27 +621,33 @@ def _check_sim_args(n_steps, save_every, temperature, timestep, friction):
 
 
 def _run(n_steps, save_every, temperature, seed, platform, model, timestep, friction,
-         equilibration_steps, progress, position=0):
-    """Simulate one trajectory; returns (xyz float32 (n_frames, 20, 3) nm, info dict)."""
+         equilibration_steps, progress, position=0, start=None):
+    """Simulate one trajectory (the one OpenMM runner of lss); returns (xyz float32 nm, info dict).
+
+    From the native structure, ``xyz`` (n_steps // save_every, 20, 3); from ``start`` (n_atoms, 3) nm,
+    ``xyz`` (n_steps // save_every + 1, n_atoms, 3) with the start as frame 0.
+    """
     import openmm
     from tqdm.auto import tqdm
 
+    x0 = native_structure().xyz[0] if start is None else np.asarray(start, dtype=np.float32)
     integ = openmm.LangevinMiddleIntegrator(temperature, friction, timestep)
     integ.setRandomNumberSeed(_openmm_seed(seed))
     ctx = openmm.Context(model.create_system(), integ, openmm.Platform.getPlatformByName(platform))
-    ctx.setPositions(native_structure().xyz[0].astype(float))
+    ctx.setPositions(x0.astype(float))
     ctx.setVelocitiesToTemperature(temperature, _openmm_seed(seed + 7919))
     t0, c0 = _time.perf_counter(), _time.process_time()
     if equilibration_steps:
         integ.step(int(equilibration_steps))
-    n_frames = int(n_steps) // int(save_every)
-    xyz = np.empty((n_frames, N_BEADS, 3), dtype=np.float32)
+    n_frames, first = int(n_steps) // int(save_every), int(start is not None)
+    xyz = np.empty((n_frames + first, len(x0), 3), dtype=np.float32)
+    xyz[:first] = x0
     block = max(1, n_frames // 200)
     with tqdm(total=n_frames, disable=not progress, desc=f"Go model seed {seed}", unit="frame",
               position=position, leave=True, mininterval=1.0) as bar:
         for k in range(n_frames):
             integ.step(int(save_every))
-            xyz[k] = ctx.getState(getPositions=True).getPositions(asNumpy=True)._value
+            xyz[first + k] = ctx.getState(getPositions=True).getPositions(asNumpy=True)._value
             if (k + 1) % block == 0:
                 bar.update(block)
         bar.update(n_frames - bar.n)

@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from .base import Estimator
-from .utils import as_trajs, block_split, check_lag, get_device, local_torch_seed, torch_generator, torch_threads
+from .utils import as_points, as_trajs, block_split, check_lag, get_device, local_torch_seed, torch_generator, torch_threads
 
-_LOG_2PI = math.log(2 * math.pi)
 _MIN_SIGMA = 1e-4  # in scaled [0, 1] units
 
 
@@ -60,10 +59,15 @@ class _MDNNet(nn.Module):
 
 
 def _mixture_log_prob(log_w, mu, sigma, y):
-    """log p(y) of a diagonal Gaussian mixture; log_w (n, C), mu/sigma (n, C, m), y (n, m) -> (n,)."""
-    z = (y[:, None, :] - mu) / sigma
-    comp = -0.5 * (z**2).sum(-1) - torch.log(sigma).sum(-1) - 0.5 * mu.shape[-1] * _LOG_2PI
-    return torch.logsumexp(log_w + comp, dim=1)
+    """log p(y) of a diagonal Gaussian mixture; log_w (n, C), mu/sigma (n, C, m), y (n, m) -> (n,).
+
+    ``torch.distributions.MixtureSameFamily`` of independent normals (its log-density equals the
+    written-out ``logsumexp_k [log w_k + sum_i log N(y_i; mu_ki, sigma_ki)]`` to rounding).
+    """
+    D = torch.distributions
+    kernels = D.Independent(D.Normal(mu, sigma, validate_args=False), 1)
+    return D.MixtureSameFamily(D.Categorical(logits=log_w, validate_args=False), kernels,
+                               validate_args=False).log_prob(y)
 
 
 @torch.no_grad()
@@ -138,21 +142,8 @@ class MDNPropagator(Estimator):
                  val_fraction: float = 0.2, n_val_blocks: int = 10, reversible: bool = True,
                  stride: int = 1, device: str = "cpu", random_state: int | None = None,
                  progress: bool = False):
-        self.n_kernels = n_kernels
-        self.lag = lag
+        self._store_params(locals())
         self.hidden = tuple(hidden)
-        self.lr = lr
-        self.lr_decay = lr_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.n_val_blocks = n_val_blocks
-        self.reversible = reversible
-        self.stride = stride
-        self.device = device
-        self.random_state = random_state
-        self.progress = progress
 
     # ----------------------------------------------------------------------------------- helpers
     def _scale(self, x):
@@ -292,16 +283,7 @@ class MDNPropagator(Estimator):
 
     # ------------------------------------------------------------------------------- densities
     def _as_points(self, x, name):
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim == 1 and self.n_components_ == 1:
-            x = x[:, None]
-        if x.ndim == 1 and x.shape[0] == self.n_components_:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.n_components_:
-            raise ValueError(f"{name} must have shape (n, {self.n_components_}), got {np.shape(x)}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{name} contains NaN or inf values")
-        return x
+        return as_points(x, self.n_components_, name)
 
     @torch.no_grad()
     def log_prob(self, x_t, x_tau) -> np.ndarray:
@@ -418,26 +400,12 @@ class MDNPropagator(Estimator):
         return out
 
     # ----------------------------------------------------------------------------- persistence
-    def state(self) -> dict:
-        """Everything needed to rebuild the fitted propagator: parameters, scaling, weights, history."""
-        self._check_fitted()
-        return {"params": self.get_params(), "n_components": self.n_components_, "lo": self.lo_, "hi": self.hi_,
-                "history": self.history_, "best_epoch": self.best_epoch_,
-                "fit_time_s": getattr(self, "fit_time_s_", None),
-                "state_dict": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}}
+    _state = {"n_components": "n_components_", "lo": "lo_", "hi": "hi_", "history": "history_",
+              "best_epoch": "best_epoch_", "fit_time_s": "fit_time_s_"}
+    _nets = {"state_dict": "net_"}
 
-    @classmethod
-    def from_state(cls, state: dict) -> "MDNPropagator":
-        self = cls._from_params(state["params"])
-        m = int(state["n_components"])
-        with local_torch_seed(0):             # weights overwritten below; global RNG untouched
-            net = _MDNNet(m, int(self.n_kernels), self.hidden)
-        net.load_state_dict(state["state_dict"])
-        net.eval()
-        self.n_components_ = self.n_features_in_ = m
-        self.lo_, self.hi_ = np.asarray(state["lo"]), np.asarray(state["hi"])
-        self.history_, self.best_epoch_ = state["history"], state["best_epoch"]
-        if state.get("fit_time_s") is not None:
-            self.fit_time_s_ = float(state["fit_time_s"])
-        self.net_ = net
-        return self
+    def _new_net(self, key):
+        return _MDNNet(self.n_components_, int(self.n_kernels), self.hidden)
+
+    def _restored(self):
+        self.n_components_ = self.n_features_in_ = int(self.n_components_)

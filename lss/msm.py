@@ -14,14 +14,8 @@ import warnings
 import numpy as np
 
 from .base import Estimator
-from .utils import as_trajs, check_lag
-
-
-def _mode_list(x, name: str, min_len: int = 1) -> list[np.ndarray]:
-    """Multi-mode trajectories as a list of float64 arrays ``(n_frames, m)``; a 3-D array is a stack."""
-    if (isinstance(x, np.ndarray) or hasattr(x, "shape")) and np.ndim(x) == 3:
-        x = list(np.asarray(x))
-    return [t.astype(np.float64) for t in as_trajs(x, name, min_len=min_len)]
+from .stats import _mode_list
+from .utils import check_lag
 
 
 def discretize(trajs, edges: np.ndarray) -> list[np.ndarray]:
@@ -49,6 +43,32 @@ def estimate_msm(dtrajs: list[np.ndarray], lag: int, reversible: bool = True):
 
     counts = TransitionCountEstimator(lag, "sliding").fit_fetch(dtrajs).submodel_largest()
     return MaximumLikelihoodMSM(reversible=reversible).fit_fetch(counts)
+
+
+def count_matrix(dtrajs, lag: int, n_states: int) -> np.ndarray:
+    """Transition counts ``C[i, j]`` of ``i`` at ``t`` -> ``j`` at ``t + lag``, every ``t`` (sliding window).
+
+    deeptime's ``TransitionCountEstimator(lag, "sliding")``; labels outside ``[0, n_states)`` (e.g. -1,
+    frames outside every state) count no transition, and trajectories not longer than ``lag`` none.
+
+    Parameters
+    ----------
+    dtrajs : list of np.ndarray (n_frames_i,) int
+    lag : int
+        Frames.
+    n_states : int
+
+    Returns
+    -------
+    np.ndarray (n_states, n_states), float64
+    """
+    from deeptime.markov import TransitionCountEstimator
+
+    n = int(n_states)
+    d = [np.where((x >= 0) & (x < n), x, n).astype(np.int32) for x in map(np.asarray, dtrajs) if len(x) > lag]
+    if not d:
+        return np.zeros((n, n))
+    return TransitionCountEstimator(int(lag), "sliding", n_states=n + 1).fit_fetch(d).count_matrix[:n, :n]
 
 
 def msm_timescales(dtrajs: list[np.ndarray], lag: int, k: int = 3) -> np.ndarray:
@@ -114,14 +134,7 @@ class MSMBaseline(Estimator):
 
     def __init__(self, n_states: int = 100, lag: int = 1, clustering: str = "kmeans", dmin: float | None = None,
                  reversible: bool = True, max_iter: int = 100, stride: int = 1, random_state: int | None = None):
-        self.n_states = n_states
-        self.lag = lag
-        self.clustering = clustering
-        self.dmin = dmin
-        self.reversible = reversible
-        self.max_iter = max_iter
-        self.stride = stride
-        self.random_state = random_state
+        self._store_params(locals())
 
     def fit(self, latent_trajs) -> MSMBaseline:
         """Cluster the latent trajectories and estimate the MSM.
@@ -290,16 +303,10 @@ class MSMBaseline(Estimator):
 
 def _set_transition_probabilities(dtrajs, lag: int, set_of_label: np.ndarray, n_sets: int):
     """Row-normalised counts of (set at t) -> (set at t + lag) over all trajectories; and row counts."""
-    C = np.zeros((n_sets, n_sets))
-    for d in dtrajs:
-        d = np.asarray(d, dtype=int)
-        if len(d) <= lag:
-            continue
-        valid = (d >= 0) & (d < len(set_of_label))
-        s = np.where(valid, set_of_label[np.clip(d, 0, len(set_of_label) - 1)], -1)
-        a, b = s[:-lag], s[lag:]
-        ok = (a >= 0) & (b >= 0)
-        np.add.at(C, (a[ok], b[ok]), 1.0)
+    n = len(set_of_label)
+    sets = [np.where((d >= 0) & (d < n), set_of_label[np.clip(d, 0, n - 1)], -1)
+            for d in (np.asarray(d, dtype=int) for d in dtrajs)]
+    C = count_matrix(sets, lag, n_sets)
     rows = C.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         P = C / rows[:, None]

@@ -72,16 +72,17 @@ class Step:
         """Notebook 02's :class:`lss.data.TrpcageDataset`."""
         from .data import TrpcageDataset
 
-        return TrpcageDataset.load(paths.run_dir(self.profile, "02_trpcage_data"), mmap=mmap)
+        return TrpcageDataset.load(self.path("02_trpcage_data", "dataset.json").parent, mmap=mmap)
 
     def latent(self):
         """Notebook 03's :class:`lss.latent.LatentTrajectories`."""
         from .latent import load_latent
 
-        return load_latent(paths.run_dir(self.profile, "03_srv"))
+        return load_latent(self.path("03_srv", "latent.npz").parent)
 
     def load(self, what: str, required: bool = True):
         """A saved model of an upstream notebook: one of :data:`ARTIFACTS` (``None`` if absent and not required)."""
+        from . import cwgan, features, flow, mdn, srv  # noqa: F401  (load_any reads the formats they register)
         from .persist import load_any
 
         step, filename = ARTIFACTS[what]
@@ -95,6 +96,11 @@ class Step:
         from .trajio import read_generation
 
         return read_generation(self.path("06_generate"))
+
+    @property
+    def elapsed(self) -> float:
+        """Wall seconds since the step began."""
+        return time.perf_counter() - self._t0
 
     # ------------------------------------------------------------------ during the run
     @contextmanager
@@ -115,7 +121,7 @@ class Step:
         """Write REPORT.md, ``<out>/summary.json`` (``summary`` + timings) and print the targets' verdict."""
         report = results.write_report(self.profile)
         doc = dict(summary or {}) | {"timings_s": self.timings,
-                                     "wall_s": time.perf_counter() - self._t0}
+                                     "wall_s": self.elapsed}
         (self.out / "summary.json").write_text(json.dumps(jsonable(doc, nonfinite_as_str=True), indent=1))
         if self.rec is not None:
             print(self.rec.verdict())

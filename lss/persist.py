@@ -442,7 +442,3 @@ class Persistable:
             obj.to(device)
         return obj
 
-
-def read_torch_file(path, what: str = "lss"):  # pragma: no cover - kept for a clear error
-    """Removed: lss no longer reads torch pickle files. Use :func:`read_state`."""
-    raise ValueError(f"{path}: {_OLD_FORMAT_HINT}")

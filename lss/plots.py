@@ -23,6 +23,39 @@ def _color(name: str, k: int) -> str:
     return COLORS.get(name, f"C{k % 10}")
 
 
+def decoder_training(decoders: dict, flow):
+    """Training of the decoders: the cWGAN critic's Wasserstein estimate, and the flow's negative log-likelihood.
+
+    Parameters
+    ----------
+    decoders : dict name -> decoder
+        The cWGANs among them (``history_["wasserstein"]`` per epoch, critic units) are drawn left, in
+        :data:`COLORS`.
+    flow : lss.flow.FlowDecoder
+        Fitted: ``history_`` (``train_nll``, ``val_nll`` per epoch, nats per coordinate) and ``best_epoch_``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.2))
+    for name, d in decoders.items():
+        if "wasserstein" in getattr(d, "history_", {}):
+            w = d.history_["wasserstein"]
+            axs[0].plot(np.arange(1, len(w) + 1), w, label=name, color=COLORS.get(name))
+    axs[0].set(xlabel="epoch", ylabel="critic units", title="cWGAN: Wasserstein estimate")
+    axs[0].legend(fontsize=8)
+    axs[1].plot(flow.history_["train_nll"], label="training")
+    axs[1].plot(flow.history_["val_nll"], label="held out")
+    axs[1].axvline(flow.best_epoch_, color="0.5", ls=":", lw=1)
+    axs[1].set(xlabel="epoch", ylabel="nats per coordinate", title="flow: negative log-likelihood")
+    axs[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def decoder_ensembles(bench, ensembles: dict, q_fn):
     """Q histogram, C-alpha bonds and Rg of each decoder's structures against the held-out MD.
 
@@ -518,6 +551,640 @@ def implied_timescales_bars(series: dict, lag: int, title: str | None = None):
     return fig
 
 
+def mdn_training(history: dict, best_epoch: int):
+    """Learning curves of one MDN: training and held-out negative log-likelihood per epoch.
+
+    Parameters
+    ----------
+    history : dict
+        ``train_nll`` and ``val_nll``, sequences of length n_epochs (nats per pair, scaled units).
+    best_epoch : int
+        The epoch kept by early stopping (dotted line).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot(history["train_nll"], label="training")
+    ax.plot(history["val_nll"], label="validation (held-out blocks)")
+    ax.axvline(best_epoch, color="0.6", ls=":", label="kept")
+    ax.set(xlabel="epoch", ylabel="NLL per pair (scaled units)", title="MDN training")
+    ax.legend()
+    return fig
+
+
+def four_well_conditionals(ref, log_prob, starts=(-0.75, -0.25, 0.25, 0.75)):
+    """Exact and learned one-lag transition densities ``p_tau(x_{t+tau} | x_t)`` at a few starting points.
+
+    Parameters
+    ----------
+    ref : lss.fourwell.ExactReference
+        The exact operator: its fine grid ``x`` and ``transition_density``.
+    log_prob : callable
+        ``log_prob(x_t, x_tau)`` of the learned model on arrays of shape (n, 1), e.g. ``mdn.log_prob``.
+    starts : sequence of float
+        Starting points x_t (one panel each), in the units of x.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    starts = np.asarray(starts, dtype=float)
+    fig, axs = plt.subplots(1, len(starts), figsize=(12, 2.8), sharey=True)
+    for ax, s in zip(np.atleast_1d(axs), starts):
+        ax.plot(ref.x, ref.transition_density(np.array([s]))[0], "k-", lw=2, label="exact")
+        ax.plot(ref.x, np.exp(log_prob(np.full((len(ref.x), 1), s), ref.x[:, None])), "C3--", label="MDN")
+        ax.set(title=f"$x_t$ = {s}", xlabel=r"$x_{t+\tau}$", xlim=(-1.3, 1.3))
+    axs[0].set_ylabel("density")
+    axs[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ Trp-cage data (02)
+
+def cooperativity_check(q_additive, q_many_body, t_additive: float, t_many_body: float):
+    """Distributions of Q of the additive Go model and of the model with the many-body term.
+
+    Parameters
+    ----------
+    q_additive, q_many_body : np.ndarray, shape (n_frames,)
+        Fraction of native contacts (0-1) of a short run of each model.
+    t_additive, t_many_body : float
+        Their temperatures, K (for the legend).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    bins = np.linspace(0, 1, 32)
+    ax.hist(q_additive, bins=bins, density=True, alpha=0.6, label=f"additive (Clementi 2000), {t_additive:g} K")
+    ax.hist(q_many_body, bins=bins, density=True, alpha=0.6, label=f"with many-body term, {t_many_body:g} K")
+    ax.set(xlabel="Q", ylabel="density", title="Cooperativity of the C-alpha model")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ SRV (03)
+
+def _eig(i: int) -> str:
+    """Label of SRV eigenfunction ``i`` (0 = slowest); the kept ones become psi_1 ... psi_m."""
+    return f"$\\phi_{{{i + 1}}}$"
+
+
+def _psi(j: int) -> str:
+    return f"$\\psi_{{{j + 1}}}$"
+
+
+def _lag_axis(ax, lags, frame_time: float, unit: str):
+    """A log lag axis with one tick per scanned lag, in frames."""
+    ax.set_xscale("log")
+    ax.set_xticks(lags, [str(t) for t in lags])
+    ax.minorticks_off()
+    ax.set_xlabel(f"lag $\\tau$ [frames of {frame_time:g} {unit}]")
+
+
+def _log_timescale_axis(ax):
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _subsample(n: int, seed: int, max_points: int = 40_000) -> np.ndarray:
+    """Indices of at most about ``max_points`` of ``n`` points, shuffled with ``seed`` (scatter plots)."""
+    return np.random.default_rng(seed).permutation(n)[::max(1, n // max_points)]
+
+
+def srv_lag_selection(scan: dict, tica_timescales: np.ndarray, tau: int, frame_time: float, unit: str):
+    """Implied timescales t1-t3 against the lag: SRVs trained at each lag, and linear TICA, with the chosen lag.
+
+    Parameters
+    ----------
+    scan : dict
+        :func:`lss.srv.implied_timescales_vs_lag` output: ``lags`` (n_lags,) in frames, ``timescales`` and
+        ``timescales_spread`` (n_lags, 3) in frames.
+    tica_timescales : np.ndarray, shape (n_lags, 3)
+        TICA timescales at the same lags, frames.
+    tau : int
+        The chosen lag, frames.
+    frame_time : float
+        Time between frames, in ``unit`` (the y axis is in ``unit``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    lags, ft = list(scan["lags"]), frame_time
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for i in range(3):
+        ax.errorbar(lags, scan["timescales"][:, i] * ft, yerr=scan["timescales_spread"][:, i] * ft, fmt="o-",
+                    color=f"C{i}", capsize=2, label=f"SRV $t_{i + 1}$ (± block spread)")
+        ax.plot(lags, tica_timescales[:, i] * ft, "x--", color=f"C{i}", alpha=0.6, label=f"TICA $t_{i + 1}$")
+    ax.fill_between(lags, 0, np.asarray(lags) * ft, color="0.85", label=r"$t < \tau$ (not resolved)")
+    ax.axvline(tau, color="k", ls=":", lw=1, label=f"chosen $\\tau$ = {tau} frames")
+    _lag_axis(ax, lags, ft, unit)
+    ax.set(yscale="log", ylabel=f"implied timescale [{unit}]", title="Lag selection")
+    _log_timescale_axis(ax)
+    ax.legend(fontsize=6.5, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def srv_training(srv):
+    """Held-out VAMP-2 per epoch of every SRV restart, and the training score of the one kept.
+
+    Parameters
+    ----------
+    srv : lss.srv.SRV
+        Fitted: ``restart_histories_``, ``best_restart_``, ``history_`` (``train_vamp2``, ``val_vamp2``
+        per epoch), ``best_epoch_`` and ``lag``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    others = [h for r, h in enumerate(srv.restart_histories_) if r != srv.best_restart_]
+    for j, h in enumerate(others):
+        ax.plot(h["val_vamp2"], color="0.6", lw=1, label="validation (other seeds)" if j == 0 else None)
+    ax.plot(srv.history_["val_vamp2"], color="C3", lw=2, label="validation (kept)")
+    ax.plot(srv.history_["train_vamp2"], color="C0", label="training (kept)")
+    ax.axvline(srv.best_epoch_, color="0.5", ls=":")
+    ax.set(xlabel="epoch", ylabel="VAMP-2", title=f"SRV training (lag {srv.lag} frames)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def srv_spectrum(srv, fixed: dict, tau: int, frame_time: float, unit: str, min_timescale_ratio: float | None):
+    """The SRV's eigenfunctions: implied timescale over the lag (kept, rare, too fast), and a fixed basis against lag.
+
+    Parameters
+    ----------
+    srv : lss.srv.SRV
+        Fitted: ``timescales_`` (n_output,) in frames, ``modes_`` (kept), ``rare_modes_``, ``n_output_``.
+    fixed : dict
+        :func:`lss.srv.implied_timescales_vs_lag` with ``estimator=srv``: ``lags`` (n_lags,) and
+        ``timescales`` (n_lags, 3), frames.
+    tau : int
+        The lag, frames.
+    frame_time : float
+        Time between frames in ``unit``.
+    min_timescale_ratio : float or None
+        The dimension criterion in lags (dashed line), if any.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
+
+    lags, rare = list(fixed["lags"]), list(srv.rare_modes_)
+    ts = srv.timescales_
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax = axs[0]
+    k = np.arange(srv.n_output_)
+    colors = ["C3" if i in srv.modes_ else "C1" if i in rare else "0.6" for i in k]
+    ax.bar(k, np.where(np.isfinite(ts), ts, 0) / tau, color=colors)
+    if min_timescale_ratio is not None:
+        ax.axhline(min_timescale_ratio, color="k", ls="--", lw=1, label=f"criterion: {min_timescale_ratio:g} lags")
+    ax.axhline(1, color="0.4", ls=":", lw=1, label="one lag")
+    ax.set_xticks(k, [_eig(i) for i in k])
+    ax.set(yscale="log", ylabel=r"implied timescale / lag $t_i/\tau$",
+           title=f"eigenfunctions at lag {tau} frames (red: kept, orange: rare, grey: too fast)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=8)
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax = axs[1]
+    for i in range(3):
+        ax.plot(lags, fixed["timescales"][:, i] * frame_time, "s-", color=f"C{i}",
+                label=f"{_eig(i)}, trained basis re-solved at each lag")
+    ax.fill_between(lags, 0, np.asarray(lags) * frame_time, color="0.85")
+    _lag_axis(ax, lags, frame_time, unit)
+    ax.set(yscale="log", ylabel=f"implied timescale [{unit}]", title="Fixed basis: timescales against lag")
+    _log_timescale_axis(ax)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def srv_latent(psi: np.ndarray, q: np.ndarray, rmsd: np.ndarray, seed: int = 0):
+    """The latent space coloured by Q and by RMSD: every pair of the first three coordinates.
+
+    Parameters
+    ----------
+    psi : np.ndarray, shape (n_frames, m)
+        Latent coordinates (all trajectories concatenated); at most 40,000 frames are drawn.
+    q, rmsd : np.ndarray, shape (n_frames,)
+        Fraction of native contacts, and C-alpha RMSD to the native structure in nm.
+    seed : int
+        Seeds the choice of the frames drawn.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    m = psi.shape[1]
+    pairs = [(0, 1), (0, 2), (1, 2)] if m >= 3 else [(0, 1)] if m == 2 else []
+    sel = _subsample(len(psi), seed)
+    if pairs:
+        fig, axs = plt.subplots(2, len(pairs), figsize=(4.2 * len(pairs), 7), squeeze=False)
+        for j, (a, b) in enumerate(pairs):
+            for row, (c, name, cmap) in enumerate(((q, "Q", "viridis"), (rmsd, "RMSD [nm]", "magma_r"))):
+                ax = axs[row, j]
+                sc = ax.scatter(psi[sel, a], psi[sel, b], c=c[sel], s=1, cmap=cmap, rasterized=True)
+                ax.set(xlabel=_psi(a), ylabel=_psi(b))
+                fig.colorbar(sc, ax=ax, label=name)
+        fig.suptitle("SRV latent space: the kept eigenfunctions", fontsize=10)
+    else:
+        fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
+        axs[0].scatter(psi[sel, 0], q[sel], s=1)
+        axs[0].set(xlabel=_psi(0), ylabel="Q")
+        axs[1].scatter(psi[sel, 0], rmsd[sel], s=1)
+        axs[1].set(xlabel=_psi(0), ylabel="RMSD [nm]")
+    fig.tight_layout()
+    return fig
+
+
+def srv_rare_modes(psi_rare: np.ndarray, q: np.ndarray, rare, seed: int = 0):
+    """Each mode skipped as rarely sampled against psi_1, coloured by Q.
+
+    Parameters
+    ----------
+    psi_rare : np.ndarray, shape (n_frames, 1 + len(rare))
+        psi_1, then the rare eigenfunctions (``srv.transform(X, modes=[0] + rare)``, concatenated).
+    q : np.ndarray, shape (n_frames,)
+        Fraction of native contacts.
+    rare : sequence of int
+        Indices of the rare eigenfunctions (0 = slowest), for the labels.
+    seed : int
+        Seeds the choice of the frames drawn (the same as :func:`srv_latent`'s).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    sel = _subsample(len(psi_rare), seed)
+    fig, axs = plt.subplots(1, len(rare), figsize=(4.2 * len(rare), 3.2), squeeze=False)
+    for j, r in enumerate(rare):
+        sc = axs[0, j].scatter(psi_rare[sel, 0], psi_rare[sel, j + 1], c=q[sel], s=1, rasterized=True)
+        axs[0, j].set(xlabel=r"$\psi_1$", ylabel=f"{_eig(r)} (rare, not kept)")
+        fig.colorbar(sc, ax=axs[0, j], label="Q")
+    fig.tight_layout()
+    return fig
+
+
+def srv_free_energy(psi: np.ndarray, bins: int):
+    """Free energy of the MD frames in the kept coordinates: over (psi_1, psi_2), or along psi_1 when m = 1.
+
+    Parameters
+    ----------
+    psi : np.ndarray, shape (n_frames, m)
+        Latent coordinates of all frames.
+    bins : int
+        Histogram bins per axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        F = -ln p in kT, zero at the minimum.
+    """
+    import matplotlib.pyplot as plt
+
+    with np.errstate(divide="ignore"):
+        if psi.shape[1] >= 2:
+            H, ex, ey = np.histogram2d(psi[:, 0], psi[:, 1], bins=bins)
+            F = -np.log(H / H.sum())
+            F -= F[np.isfinite(F)].min()
+            fig, ax = plt.subplots(figsize=(5, 4))
+            im = ax.contourf(0.5 * (ex[1:] + ex[:-1]), 0.5 * (ey[1:] + ey[:-1]), F.T, levels=np.arange(0, 8.5, 0.5),
+                             cmap="nipy_spectral")
+            fig.colorbar(im, ax=ax, label=r"$F$ [$k_BT$]")
+            ax.set(xlabel=_psi(0), ylabel=_psi(1), title="Free energy, MD data in SRV coordinates")
+        else:
+            H, ex = np.histogram(psi[:, 0], bins=bins)
+            F = -np.log(H / H.sum())
+            F -= F[np.isfinite(F)].min()
+            fig, ax = plt.subplots(figsize=(5, 3.2))
+            ax.plot(0.5 * (ex[1:] + ex[:-1]), F, "k-")
+            ax.set(xlabel=_psi(0), ylabel=r"$F$ [$k_BT$]", title="Free energy, MD data along the SRV coordinate")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ MDN propagator (04)
+
+def mdn_learning_curves(histories: dict):
+    """Training (solid) and held-out (dashed) NLL per epoch of one or more MDNs, one colour each.
+
+    Parameters
+    ----------
+    histories : dict label -> dict
+        E.g. ``{"with reversal": mdn.history_}``; each with ``train_nll`` and ``val_nll`` per epoch
+        (nats per pair, scaled units).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for k, (label, h) in enumerate(histories.items()):
+        ax.plot(h["train_nll"], f"C{k}-", label=f"training ({label})")
+        ax.plot(h["val_nll"], f"C{k}--", label="validation")
+    ax.set(xlabel="epoch", ylabel="NLL per pair (scaled units)", title="MDN learning curves")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def mdn_conditional_densities(mdn, X0: np.ndarray, X1: np.ndarray, starts: np.ndarray, seed: int = 0,
+                              n_samples: int = 4000):
+    """One-step densities p_tau(psi_{t+tau} | psi_t): the MDN's samples against MD's successors of nearby frames.
+
+    Parameters
+    ----------
+    mdn : lss.mdn.MDNPropagator
+        Fitted; ``n_samples`` one-step samples are drawn from each start (seeds ``seed + i``).
+    X0, X1 : np.ndarray, shape (n_pairs, m)
+        MD frames and their successors one lag later (latent units).
+    starts : np.ndarray, shape (n_starts, m)
+        Starting points, one row of panels each; MD's successors are those of the
+        ``max(200, n_pairs // 200)`` frames of ``X0`` nearest to the start.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    m = X0.shape[1]
+    fig, axs = plt.subplots(len(starts), m, figsize=(3.2 * m, 2.4 * len(starts)), squeeze=False)
+    for i, s in enumerate(starts):
+        near = np.argsort(np.linalg.norm(X0 - s, axis=1))[:max(200, len(X0) // 200)]
+        samp = mdn.sample(np.repeat(s[None], n_samples, 0), 1, random_state=seed + i)[:, 1]
+        for j in range(m):
+            ax = axs[i, j]
+            bins = np.linspace(min(X1[near, j].min(), samp[:, j].min()), max(X1[near, j].max(), samp[:, j].max()), 40)
+            ax.hist(X1[near, j], bins, density=True, color="0.6", label=f"MD ({len(near)} successors)")
+            ax.hist(samp[:, j], bins, density=True, histtype="step", color="C3", lw=1.5, label="MDN")
+            ax.set(xlabel=fr"$\psi_{{{j + 1}}}(t+\tau)$")
+            if j == 0:
+                ax.set_ylabel(f"start {i + 1}: " + ", ".join(f"{v:.2f}" for v in s), fontsize=8)
+    axs[0, 0].legend(fontsize=7)
+    fig.suptitle(r"$p_\tau(\psi_{t+\tau} | \psi_t)$: MDN against MD", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def mdn_stationary(Z: np.ndarray, ensembles: dict, n_bins: int = 50):
+    """F = -ln p of each latent coordinate: MD against long propagator runs, with the total variation.
+
+    Parameters
+    ----------
+    Z : np.ndarray, shape (n_frames, m)
+        MD's latent frames (all trajectories).
+    ensembles : dict label -> np.ndarray, shape (n_traj, n_steps + 1, m)
+        Propagator trajectories; the first is drawn red and its TV is in the titles, a second orange, dotted.
+    n_bins : int
+        Bins over MD's range of each coordinate.
+
+    Returns
+    -------
+    fig, tv : matplotlib Figure, dict label -> list of float
+        The figure and each ensemble's total variation to MD per coordinate (histograms normalised over
+        the bins).
+    """
+    import matplotlib.pyplot as plt
+
+    m = Z.shape[1]
+    styles = ["C3-", "C1:", "C2--"]
+    fig, axs = plt.subplots(1, m, figsize=(3.4 * m, 2.8), squeeze=False)
+    tv = {label: [] for label in ensembles}
+    for j in range(m):
+        ax = axs[0, j]
+        bins = np.linspace(Z[:, j].min(), Z[:, j].max(), n_bins)
+        c = 0.5 * (bins[1:] + bins[:-1])
+        h_md = np.histogram(Z[:, j], bins)[0]
+        with np.errstate(divide="ignore"):
+            ax.plot(c, -np.log(h_md / h_md.sum()), "k-", label="MD")
+            for k, (label, traj) in enumerate(ensembles.items()):
+                h = np.histogram(traj[:, :, j], bins)[0]
+                tv[label].append(0.5 * np.abs(h_md / h_md.sum() - h / h.sum()).sum())
+                ax.plot(c, -np.log(h / h.sum()), styles[k], label=label)
+        ax.set(xlabel=fr"$\psi_{{{j + 1}}}$", ylabel="F / kT", title=f"TV {tv[next(iter(ensembles))][-1]:.3f}")
+    axs[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig, tv
+
+
+def chapman_kolmogorov_sets(ck: dict, msm_lag: int, n_states: int, min_population: float = 0.02):
+    """The Chapman-Kolmogorov test between metastable sets: MSM prediction, MD and LSS, one panel per pair.
+
+    Parameters
+    ----------
+    ck : dict
+        :func:`lss.msm.chapman_kolmogorov` output: ``k`` (n_k,), ``predicted``, ``reference`` (MD),
+        ``other`` (LSS) and ``reference_err`` (n_k, n_sets, n_sets) probabilities, ``populations``
+        (n_sets,).
+    msm_lag : int
+        Lag of the MSM, frames.
+    n_states : int
+        States lumped into the sets (for the title).
+    min_population : float
+        Sets below it are drawn but marked "not tested".
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    ks, S = ck["k"], ck["predicted"].shape[1]
+    big = ck["populations"] >= min_population
+    fig, axs = plt.subplots(S, S, figsize=(2.4 * S, 2.1 * S), sharex=True, sharey=True, squeeze=False)
+    for a in range(S):
+        for b in range(S):
+            ax = axs[a, b]
+            band = 2 * ck["reference_err"][:, a, b]
+            ax.fill_between(ks, ck["predicted"][:, a, b] - band, ck["predicted"][:, a, b] + band, color="0.85",
+                            label="MSM ± 2 MD block s.e.")
+            ax.plot(ks, ck["predicted"][:, a, b], "k-", label="MSM of MD, $T^k$")
+            ax.plot(ks, ck["reference"][:, a, b], "ko", ms=4, mfc="none", label="MD")
+            ax.plot(ks, ck["other"][:, a, b], "C3s--", ms=3, label="LSS")
+            ax.set_title(f"{a} → {b}" + ("" if big[a] else f" (set {a}: {ck['populations'][a]:.1%}, not tested)"), fontsize=7)
+            ax.set_ylim(-0.02, 1.02)
+    for ax in axs[-1]:
+        ax.set_xlabel(f"k (MSM lags of {msm_lag} frames)")
+    axs[0, 0].legend(fontsize=6)
+    fig.suptitle(f"Chapman-Kolmogorov test: {S} PCCA+ sets of {n_states} states, MSM lag {msm_lag} frames", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def msm_timescales_vs_lag(its_md: dict, its_lss: dict, tau: int, frame_time: float, unit: str):
+    """The slowest MSM implied timescale against the MSM lag, for MD and for the LSS, with block spreads.
+
+    Parameters
+    ----------
+    its_md : dict
+        :func:`lss.msm.msm_timescales_vs_lag` of MD: ``lags`` in frames, ``timescales`` and
+        ``timescales_spread`` (n_lags, k) in frames.
+    its_lss : dict
+        The same of the LSS, lags and timescales in propagator steps of ``tau`` frames.
+    frame_time : float
+        Time between frames, in ``unit``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    ft = frame_time
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.errorbar(its_md["lags"] * ft, its_md["timescales"][:, 0] * ft, its_md["timescales_spread"][:, 0] * ft, fmt="ko-",
+                capsize=2, label="MSM of MD")
+    ax.errorbar(its_lss["lags"] * tau * ft, its_lss["timescales"][:, 0] * tau * ft,
+                its_lss["timescales_spread"][:, 0] * tau * ft, fmt="C3s--", capsize=2, label="MSM of LSS")
+    ax.set(xlabel=f"MSM lag [{unit}]", ylabel=f"slowest implied timescale [{unit}]",
+           title="MSM implied timescale against the lag")
+    ax.set_ylim(0, None)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ adaptive sampling (08)
+
+#: names and colours of the adaptive-sampling strategies (lss.adaptive), the same in both figures
+ADAPTIVE_NAMES = {"plain": "plain MD", "counts": "least counts", "lss": "LSS-guided"}
+ADAPTIVE_COLORS = {"plain": "k", "counts": "C0", "lss": "C3"}
+
+
+def adaptive_sampling(scores: dict, budget_fraction: np.ndarray, training_steps: int, target_fraction: float,
+                      t1_ref: float, unit: str, rmse_max: float, t1_err_max: float):
+    """Error against MD budget of each strategy: F(psi1) RMSE (LSS estimate and raw MD) and the t1 error.
+
+    Parameters
+    ----------
+    scores : dict strategy -> dict
+        :func:`lss.adaptive.score_campaigns`: ``rmse_lss``, ``rmse_md`` (kT) and ``t1_err`` (relative),
+        each (n_seeds, n_rounds); strategies named in :data:`ADAPTIVE_NAMES`.
+    budget_fraction : np.ndarray, shape (n_rounds,)
+        Cumulative MD budget of each round over the training MD (log x axis).
+    training_steps : int
+        Langevin steps of the training MD (axis label).
+    target_fraction : float
+        The target's budget over the training MD (grey band).
+    t1_ref : float
+        The reference's t1, in ``unit`` (title).
+    rmse_max, t1_err_max : float
+        The target's bounds, kT and relative (dotted lines).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    x = budget_fraction
+    nudge = {"plain": 0.96, "counts": 1.0, "lss": 1.04}       # side by side, so that the error bars do not hide each other
+    fig, axs = plt.subplots(1, 2, figsize=(11, 4))
+    for st, sc in scores.items():
+        c = ADAPTIVE_COLORS[st]
+        for key, ls in (("rmse_lss", "-"), ("rmse_md", "--")):
+            axs[0].errorbar(x * nudge[st], sc[key].mean(0), sc[key].std(0), color=c, ls=ls, marker="o", ms=3, capsize=2)
+        axs[1].errorbar(x * nudge[st], 100 * sc["t1_err"].mean(0), 100 * sc["t1_err"].std(0), color=c, marker="o",
+                        ms=3, capsize=2, label=ADAPTIVE_NAMES[st])
+    axs[0].plot([], [], "k-", label="LSS estimate")
+    axs[0].plot([], [], "k--", label="raw MD histogram")
+    axs[0].axhline(rmse_max, color="0.5", ls=":", lw=1)
+    axs[1].axhline(100 * t1_err_max, color="0.5", ls=":", lw=1)
+    for ax in axs:
+        ax.axvline(target_fraction, color="0.7", lw=4, alpha=0.5)
+        ax.set(xscale="log", xlabel=f"MD budget / training MD of this profile ({training_steps:,} steps)")
+        ax.set_xticks(x, labels=[f"1/{1 / v:.3g}" for v in x])
+        ax.minorticks_off()
+    axs[0].set(ylabel=r"RMSE of $F(\psi_1)$ vs reference [$k_BT$]", title=r"thermodynamics: $F(\psi_1)$")
+    axs[1].set(ylabel=r"$|t_1 - t_1^{ref}| / t_1^{ref}$ [%]", title=f"kinetics: $t_1$ (reference {t1_ref:.3g} {unit})")
+    axs[0].legend(fontsize=8)
+    axs[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def adaptive_profiles(scores: dict, start_q: dict, j: int, edges: np.ndarray, F_ref: np.ndarray, region: np.ndarray,
+                      max_dF: float, q_barrier: float):
+    """F(psi1) of each strategy at one budget (seed 0) against the reference, and where the restarts went.
+
+    Parameters
+    ----------
+    scores : dict strategy -> dict
+        :func:`lss.adaptive.score_campaigns`: ``F_md``, ``F_lss`` (n_seeds, n_rounds, n_bins) in kT and
+        ``rmse_lss``, ``rmse_md`` (n_seeds, n_rounds).
+    start_q : dict strategy -> sequence
+        Mean Q of the starting structures of each round (first seed).
+    j : int
+        The round (budget) shown.
+    edges : np.ndarray, shape (n_bins + 1,)
+        Bin edges of psi1.
+    F_ref : np.ndarray, shape (n_bins,)
+        The reference's F(psi1), kT; ``region`` (bool, n_bins) the bins compared, where each profile is
+        shifted onto it.
+    max_dF : float
+        Upper limit of the F axes above the minimum, kT (+2).
+    q_barrier : float
+        Q of the folding barrier (dotted line in the last panel).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    c = 0.5 * (edges[1:] + edges[:-1])
+    fig, axs = plt.subplots(1, 4, figsize=(15, 3.4))
+    for ax, st in zip(axs, scores):
+        ax.plot(c, F_ref - F_ref[region].min(), color="C2", lw=2, label="reference")
+        for key, ls, lab in (("F_md", "--", "raw MD"), ("F_lss", "-", "LSS")):
+            F = scores[st][key][0, j]
+            shift = np.mean(F_ref[region] - F[region])
+            ax.plot(c, F + shift - F_ref[region].min(), color=ADAPTIVE_COLORS[st], ls=ls, label=lab)
+        ax.set(xlabel=r"$\psi_1$", ylim=(-0.5, max_dF + 2),
+               title=f"{ADAPTIVE_NAMES[st]}: LSS {scores[st]['rmse_lss'][0, j]:.2f}, MD {scores[st]['rmse_md'][0, j]:.2f} kT")
+        ax.legend(fontsize=7)
+    axs[0].set_ylabel(r"$F(\psi_1)$ [$k_BT$]")
+    for st, q in start_q.items():
+        axs[3].plot(range(len(q)), q, "o-", color=ADAPTIVE_COLORS[st], label=ADAPTIVE_NAMES[st])
+    axs[3].axhline(q_barrier, color="0.6", ls=":", lw=1)
+    axs[3].set(xlabel="round", ylabel="mean Q of the starts", title="where the restarts went",
+               xticks=range(max(len(q) for q in start_q.values())))
+    axs[3].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def trpcage_features(t, q, X, feature_names, unit: str = "", n_show: int = 4000, n_top: int = 8):
     """A stretch of the scaled feature matrix under Q(t), and the features that follow Q most closely.
 
@@ -739,4 +1406,213 @@ def efficiency_curves(curve: dict, errors: dict, table: dict, fractions, train_f
         fig.legend(h, lab, loc="outside lower center", ncol=5, fontsize=8)
     fig.suptitle("error against the converged reference: plain MD of each length vs models trained on the "
                  "training length (G at the shortest)", fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- notebook 07
+def fig3_free_energy(profiles: dict, style: dict, basins: dict, title: str, max_dF: float = 6.0,
+                     error_title: str = "block standard errors"):
+    """Paper Fig. 3: F(psi1) of every ensemble aligned to MD's, with the basins, and the block standard errors.
+
+    Parameters
+    ----------
+    profiles : dict name -> (centres, F, F_err)
+        Free energies (kT) on one set of bins; ``"MD"`` is the one the others are aligned to (by the
+        constant minimising their RMSE over its bins within ``max_dF``).
+    style : dict name -> matplotlib style
+    basins : dict basin name -> (lo, hi, colour)
+        psi1 range shaded for each basin (e.g. the middle half of the MD frames of each core).
+    title, error_title : str
+        Titles of the two panels.
+    """
+    import matplotlib.pyplot as plt
+
+    from .analysis import aligned_rmse, sampled_region
+
+    F_md = profiles["MD"][1]
+    region = sampled_region(F_md, max_dF=max_dF)
+    zero = np.nanmin(F_md[region])
+    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
+    for k, (c, F, E) in profiles.items():
+        ok = region & np.isfinite(F)
+        shift = 0.0 if k == "MD" or not ok.any() else aligned_rmse(F_md, F, mask=ok, return_shift=True)[1]
+        y = F + shift - zero
+        axs[0].plot(c, y, label=k, **style[k])
+        if k in ("MD", "LSS"):
+            axs[0].fill_between(c, y - E, y + E, color=style[k]["color"], alpha=0.25)
+            axs[1].plot(c, E, label=k, **style[k])
+    for name, (lo, hi, col) in basins.items():
+        axs[0].axvspan(lo, hi, color=col, alpha=0.08)
+        axs[0].text(0.5 * (lo + hi), -0.4, f"{name} core", ha="center", va="bottom", fontsize=8, color=col)
+    axs[0].set(xlabel=r"$\psi_1$", ylabel=r"$F(\psi_1)$ [$k_BT$]", ylim=(-0.5, max_dF + 1), title=title)
+    axs[0].legend(fontsize=8, loc="center")
+    axs[1].set(xlabel=r"$\psi_1$", ylabel="standard error [$k_BT$]", yscale="log", title=error_title)
+    axs[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def structure_histograms(rg: dict, q: dict, native_rmsd: dict, style: dict, folded_centre: float):
+    """Histograms of Rg (nm), Q and the RMSD to native (nm) of the folded window, one line per ensemble.
+
+    ``rg``: name -> (n_frames,); ``q``: name -> list of (n_frames_i,); ``native_rmsd``: name -> (n,), left
+    out where not finite."""
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 3, figsize=(13, 3.6))
+    for k, v in rg.items():
+        axs[0].hist(v, bins=60, density=True, histtype="step", lw=1.5, label=k, **style[k])
+        axs[1].hist(np.concatenate(q[k]), bins=np.linspace(0, 1, 33), density=True, histtype="step", lw=1.5, label=k, **style[k])
+    for k, v in native_rmsd.items():
+        if np.isfinite(v).all():
+            axs[2].hist(v, bins=40, density=True, histtype="step", lw=1.5, label=k, **style[k])
+    axs[0].set(xlabel="Rg [nm]", ylabel="density", title="radius of gyration")
+    axs[1].set(xlabel="Q", title="fraction of native contacts")
+    axs[2].set(xlabel="C-alpha RMSD to 2JOF [nm]", title=f"folded window, $\\psi_1$ = {folded_centre:.2f}")
+    for ax in axs:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def relaxation_fits(details: dict, dt: float, unit: str, style: dict):
+    """Autocorrelation of every latent coordinate and its exponential fit (paper Table 1), one panel per mode.
+
+    ``details``: name -> ``{"acf": (n_lags, m), "relax": lss.kinetics.relaxation_table result}`` on a grid
+    of ``dt``; MD, LSS and reference are drawn (the fits of MD and LSS as lines)."""
+    import matplotlib.pyplot as plt
+
+    m = details["LSS"]["acf"].shape[1]
+    lags = np.arange(len(details["LSS"]["acf"])) * dt
+    fig, axs = plt.subplots(1, m, figsize=(3.8 * m, 3.0), squeeze=False)
+    for i in range(m):
+        ax = axs[0, i]
+        for k, mk in (("MD", "o"), ("LSS", "s"), ("reference", "x")):
+            if k in details:
+                ax.plot(lags, details[k]["acf"][:len(lags), i], mk, color=style[k]["color"], mfc="none", ms=4, label=k)
+        for k in ("MD", "LSS"):
+            if details[k]["relax"]["resolved"][i]:
+                ax.plot(lags, np.exp(-lags / details[k]["relax"]["t"][i]), **style[k], lw=1)
+        ax.axhline(np.exp(-2), color="0.6", ls=":", lw=0.8)
+        ax.set(xlabel=f"lag [{unit}]", ylabel=f"$C_{i + 1}$", yscale="log", ylim=(1e-2, 1.1), xlim=(0, lags[-1]),
+               title=f"$t_{i + 1}$: MD {details['MD']['relax']['t'][i]:.3g}, LSS {details['LSS']['relax']['t'][i]:.3g} {unit}")
+    axs[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tica_surfaces(surfaces: dict, edges: dict, titles: dict | None = None, levels=np.arange(0, 9, 0.5)):
+    """Paper Fig. 4: free-energy surfaces on TIC1-TIC2 and TIC1-TIC3, one row per ensemble.
+
+    ``surfaces``: name -> {2: F (n1, n2), 3: F (n1, n3)} in kT on ``edges["tic1"]`` x ``edges["tic<b>"]``;
+    ``titles``: (name, b) -> panel title."""
+    import matplotlib.pyplot as plt
+
+    names = list(surfaces)
+    fig, axs = plt.subplots(len(names), 2, figsize=(9.5, 3.6 * len(names)), sharex=True, layout="constrained", squeeze=False)
+    centre = lambda e: 0.5 * (e[1:] + e[:-1])  # noqa: E731
+    for r, k in enumerate(names):
+        for j, b in enumerate((2, 3)):
+            F = surfaces[k][b]
+            im = axs[r, j].contourf(centre(edges["tic1"]), centre(edges[f"tic{b}"]), (F - np.nanmin(F)).T, levels=levels,
+                                    cmap="nipy_spectral")
+            axs[r, j].set(ylabel=f"TIC{b}")
+            axs[r, j].set_title((titles or {}).get((k, b), f"{k}: TIC1-TIC{b}"), fontsize=9)
+    for ax in axs[-1]:
+        ax.set_xlabel("TIC1")
+    fig.colorbar(im, ax=axs, label=r"$F$ [$k_BT$]", shrink=0.8, pad=0.02)
+    return fig
+
+
+def first_passage_times(mfpt: dict, style: dict, unit: str, directions=("folding", "unfolding")):
+    """Mean first-passage times with their 95 % intervals, one panel per direction.
+
+    ``mfpt``: name -> direction -> ``{"mean", "low", "high"}`` (:func:`lss.kinetics.mean_first_passage_times`)."""
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, len(directions), figsize=(4 * len(directions), 2.8), sharey=True, squeeze=False)
+    for ax, d in zip(axs[0], directions):
+        for y, (k, v) in enumerate(mfpt.items()):
+            r = v[d]
+            err = [[r["mean"] - r["low"]], [r["high"] - r["mean"]]] if np.isfinite([r["low"], r["high"]]).all() else None
+            ax.errorbar(r["mean"], y, xerr=err, fmt="o", color=style[k]["color"], capsize=2)
+        ax.set_yticks(range(len(mfpt)), list(mfpt))
+        ax.set(xlabel=f"mean first-passage time [{unit}]", title=f"{d} (95 % block bootstrap)")
+        ax.set_xlim(0, None)
+    fig.tight_layout()
+    return fig
+
+
+def ck_grid(ck: dict, reference: str = "MD", title: str = "", min_population: float = 0.02, style: dict | None = None):
+    """Chapman-Kolmogorov test between metastable sets: the MSM's prediction T^k with two block standard
+    errors of the reference's counted probabilities, and each ensemble's counted probabilities.
+
+    ``ck``: name -> :func:`lss.msm.chapman_kolmogorov` result (``k``, ``predicted``, ``reference``,
+    ``reference_err`` (optional), ``other``, ``populations``); the first entry's prediction and reference
+    are drawn, every entry's ``other`` (coloured by ``style[name]["color"]`` where given). Sets holding less
+    than ``min_population`` are marked not tested."""
+    import matplotlib.pyplot as plt
+
+    first = next(iter(ck.values()))
+    ks, n = first["k"], first["predicted"].shape[1]
+    marks = ["C3s--", "C0^:", "C2x", "C4d-."]
+    fig, axs = plt.subplots(n, n, figsize=(2.4 * n, 2.1 * n), sharex=True, sharey=True, squeeze=False)
+    for a in range(n):
+        for b in range(n):
+            ax = axs[a, b]
+            pred = first["predicted"][:, a, b]
+            if first.get("reference_err") is not None:
+                band = 2 * first["reference_err"][:, a, b]
+                ax.fill_between(ks, pred - band, pred + band, color="0.85", label=f"± 2 {reference} block s.e.")
+            ax.plot(ks, pred, "k-", label=f"MSM of {reference}, $T^k$")
+            ax.plot(ks, first["reference"][:, a, b], "ko", mfc="none", ms=4, label=reference)
+            for j, (name, c) in enumerate(ck.items()):
+                color = (style or {}).get(name, {}).get("color", marks[j][:2])
+                ax.plot(ks, c["other"][:, a, b], marks[j][2:], color=color, ms=3, label=name)
+            tested = first["populations"][a] >= min_population
+            ax.set_title(f"{a} → {b}" + ("" if tested else f" ({first['populations'][a]:.1%}: not tested)"), fontsize=7)
+            ax.set_ylim(-0.02, 1.02)
+    for ax in axs[-1]:
+        ax.set_xlabel(r"$k$ (lags)")
+    axs[0, 0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def coherence(coh: dict, style: dict, dt: float, unit: str):
+    """C-alpha RMSD between frames one lag apart (:func:`lss.structure.time_coherence`), one line per ensemble."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for k, c in coh.items():
+        ax.hist(c["rmsd"], bins=np.linspace(0, 0.8, 61), density=True, histtype="step", lw=1.5, label=f"{k} "
+                f"(median {c['rmsd_median']:.3f} nm, distance autocorrelation {c['distance_acf']:.2f})", **style[k])
+    ax.set(xlabel=f"C-alpha RMSD between frames one lag ({dt:g} {unit} of model time) apart [nm]", ylabel="density")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def cwgan_decoded(q: dict, cw: dict, edges: dict, flow_rmse: dict, flow_tv: float, style: dict):
+    """The cWGAN on the LSS's latent trajectories: Q histograms beside the flow's and the truth's, and the
+    cWGAN's TICA surfaces (``cw``: :func:`lss.compare.cwgan_decoded`)."""
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
+    for k, qs in q.items():
+        axs[0].hist(np.concatenate(qs), bins=np.linspace(0, 1, 33), density=True, histtype="step", lw=1.5,
+                    color=style.get(k, dict(color="C4"))["color"], label=f"{k} (flow)" if k == "LSS" else k)
+    axs[0].set(xlabel="Q", ylabel="density", title=f"Q: TV flow {flow_tv:.3f}, cWGAN {cw['q_tv']:.3f}")
+    axs[0].legend(fontsize=8)
+    centre = lambda e: 0.5 * (e[1:] + e[:-1])  # noqa: E731
+    for j, b in enumerate((1, 2)):
+        F = cw["F_tic"][b]
+        im = axs[j + 1].contourf(centre(edges["tic1"]), centre(edges[f"tic{b + 1}"]), (F - np.nanmin(F)).T,
+                                 levels=np.arange(0, 9, 0.5), cmap="nipy_spectral")
+        key = f"tic1_tic{b + 1}"
+        axs[j + 1].set(xlabel="TIC1", ylabel=f"TIC{b + 1}")
+        axs[j + 1].set_title(f"cWGAN TIC1-TIC{b + 1}: RMSE vs MD {cw['tica_rmse'][key]:.2f} kT\n(flow "
+                             f"{flow_rmse.get(key, np.nan):.2f} kT)", fontsize=9)
+    fig.colorbar(im, ax=axs[1:], label=r"$F$ [$k_BT$]", shrink=0.9)
     return fig

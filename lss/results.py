@@ -252,6 +252,10 @@ TARGETS: dict[tuple[str, str], Target] = {
                                                        text="<= {} per core"),
     # 06: generation
     ("performance", "lss_peak_memory_mb"): Target("max", 2048, per_profile={"smoke": 2048}),
+    # 08: adaptive sampling, the LSS-guided strategy at the largest budget within target_fraction of the training
+    # MD (means over seeds); the notebook reads these bounds for its figure and for target_met (plain MD must miss)
+    ("trpcage_adaptive", "rmse_lss_at_target"): Target("max", 0.5, text="<= {} kT"),
+    ("trpcage_adaptive", "t1_err_at_target"): Target("max", 0.2, text="<= {} (relative)"),
     # 07: the class profile's reference is 2x the training data (the cpu profile's 20x)
     ("trpcage", "reference_length_factor"): Target("min", 20, per_profile={"class": 2}),
     # 07: the TICA surfaces' target is relative to the equal-length floor like the others
@@ -281,6 +285,35 @@ def catalog() -> dict:
 
         _CATALOG = yaml.safe_load((Path(__file__).parent / "resources" / "metrics.yaml").read_text()) or {}
     return _CATALOG
+
+
+class _Context(dict):
+    """The recorder's context with the fields a pattern key matched (``{k}`` of ``rg_{k}``) on top."""
+
+    def __init__(self, base: dict, fields: dict):
+        super().__init__(fields)
+        self.base = base
+
+    def __missing__(self, name):
+        return self.base[name]
+
+
+def _catalog_entry(section: str, key: str) -> tuple[dict | None, dict]:
+    """The catalog entry of ``key``: an exact key, else the first pattern key (``"rg_{k}"``) matching it,
+    with the matched fields (``{"k": "lss"}``)."""
+    import re
+
+    entries = catalog().get(section, {})
+    if key in entries:
+        return entries[key], {}
+    for pattern, entry in entries.items():
+        if "{" in pattern:
+            parts = re.split(r"\{(\w+)\}", pattern)
+            rx = "".join(re.escape(t) if i % 2 == 0 else f"(?P<{t}>[A-Za-z0-9_]+?)" for i, t in enumerate(parts))
+            m = re.fullmatch(rx, key)
+            if m:
+                return entry, m.groupdict()
+    return None, {}
 
 
 def assess(profile: str, section: str, key: str, value, floor=None) -> tuple[str | None, bool | None]:
@@ -337,12 +370,13 @@ class Recorder:
 
     def _described(self, key, unit, how, kw):
         """Unit, description and paper value of ``key`` from :data:`CATALOG`, formatted with :attr:`context`."""
-        entry = catalog().get(self.section, {}).get(key)
+        entry, fields = _catalog_entry(self.section, key)
         if entry is None:
             raise KeyError(f"{self.section}.{key} is not in lss/resources/metrics.yaml: give unit and how, or add it there")
+        ctx = _Context(self.context, fields)
         try:
-            unit = unit if unit is not None else str(entry.get("unit", "1")).format_map(self.context)
-            how = how if how is not None else str(entry["how"]).format_map(self.context)
+            unit = unit if unit is not None else str(entry.get("unit", "1")).format_map(ctx)
+            how = how if how is not None else str(entry["how"]).format_map(ctx)
         except KeyError as e:
             raise KeyError(f"the description of {self.section}.{key} names {e}, which the recorder's context "
                            f"(the notebook's variables) does not hold") from None

@@ -80,6 +80,7 @@ METRICS = {
     "js_tic12": ("ensemble", "JS TIC1-2", "1", "JS distance (natural log) of the TIC1-TIC2 2-D histogram"),
     "fe_tic12": ("ensemble", "F(TIC1,2) RMSE", "kT", "RMSE of F(TIC1, TIC2) after the best constant shift, over the MD's bins within max_dF of its minimum"),
     "missed_tic12": ("ensemble", "missed TIC bins", "1", "fraction of those MD bins of F(TIC1, TIC2) the candidate never visits"),
+    "fe_tic13": ("ensemble", "F(TIC1,3) RMSE", "kT", "RMSE of F(TIC1, TIC3) after the best constant shift, over the MD's bins within max_dF of its minimum"),
     "fe_latent1": ("ensemble", "F(latent1) RMSE", "kT", "RMSE of F(slowest latent coordinate) after the best constant shift, over the MD's bins within max_dF"),
     "js_q": ("structure", "JS Q", "1", "JS distance of the histogram of Q, the fraction of native contacts (structure.fraction_native_contacts)"),
     "js_rg": ("structure", "JS Rg", "1", "JS distance of the radius-of-gyration histogram"),
@@ -453,6 +454,7 @@ class ScoreCard:
     rows: dict
     details: dict
     meta: dict
+    tica: object = field(default=None, repr=False, compare=False)   # the TICA every ensemble was projected on
 
     @property
     def floor(self) -> dict:
@@ -684,6 +686,7 @@ def prepare(reference: Ensemble, candidates: dict, native=None, encoder=None, ms
                                           dtype=np.float32) for a in range(0, len(x), chunk)])
 
     md_tic = [project(x) for x in md_xyz]
+    tica_frames = np.asarray(tica.timescales(lag_t // g))[:3] * g     # implied timescales of the TICs, MD frames
     timings["tica_s"] = time.perf_counter() - t0
 
     def latent_of(n, tic):
@@ -808,7 +811,7 @@ def prepare(reference: Ensemble, candidates: dict, native=None, encoder=None, ms
             "n_frames": {reference.name: n_md} | {n: d.n_frames for n, d in desc.items() if n != "MD"},
             "msm": {"n_states": n_states, "active": len(base.active_set_), "lag_frames": s_md, "n_sets": n_sets,
                     "sample": [int(n_traj_msm), int(n_frames_msm)] if msm_baseline else None},
-            "params": params}
+            "params": params, "edges": E, "tica_timescales_frames": tica_frames}
     p = Prepared(desc, {}, E, native, tica, base, sets, lo_hi, L, n_pieces, pieces, M, dt, params, meta, timings)
     t1 = time.perf_counter()
     md_group = np.concatenate(groups)
@@ -862,7 +865,8 @@ def ensemble_stage(p: Prepared) -> dict:
     distances, TIC1 and TIC1-TIC2; free-energy RMSEs of TIC1-TIC2 and of the slowest latent coordinate).
 
     Returns ``{"values": name -> metric -> float, "details": name -> per-feature JS distances}``
-    (``"piece <i>"`` for the floor's pieces)."""
+    (``"piece <i>"`` for the floor's pieces) and, per row and the reference (``"MD"``), ``profile_latent1``
+    (centres, F, block standard error of F) and the surfaces ``F_tic12``, ``F_tic13`` on ``meta["edges"]``."""
     b = p.hists["MD"]
     values, details = {}, {}
     for n in [k for k in p.hists if k != "MD"]:
@@ -873,8 +877,13 @@ def ensemble_stage(p: Prepared) -> dict:
         out["js_tic1"] = js_distance(a["tic1"], b["tic1"])
         out["js_tic12"] = js_distance(a["tic12"], b["tic12"])
         out["fe_tic12"], out["missed_tic12"] = _aligned(b["F_tic12"], a["F_tic12"], p.params["max_dF_kT"])
+        if "F_tic13" in b:
+            out["fe_tic13"] = _aligned(b["F_tic13"], a["F_tic13"], p.params["max_dF_kT"])[0]
         out["fe_latent1"] = _aligned(b["F_latent1"], a["F_latent1"], p.params["max_dF_kT"])[0]
         values[n], details[n] = out, det
+    for n in ["MD"] + p.names:       # what Fig. 3 and Fig. 4 draw: F(latent1) with block errors, the TIC surfaces
+        details.setdefault(n, {}).update({k: p.hists[n][k] for k in ("profile_latent1", "F_tic12", "F_tic13")
+                                          if k in p.hists[n]})
     return {"values": values, "details": details}
 
 
@@ -1067,10 +1076,10 @@ def assemble(p: Prepared, stages: dict, seconds: float = float("nan")) -> ScoreC
                       "sd": {k: floor_sd[k] for k in keys}}
     for key in ("js_torsions", "js_distances"):   # per-feature floors, mean over the pieces
         details[FLOOR][key] = np.mean([stages["ensemble"]["details"][k][key] for k in piece_keys], 0)
-    for n in p.names:
+    for n in ["MD"] + p.names:
         details[n] |= {"n_frames": p.desc[n].n_frames, "frame_time": p.desc[n].frame_time}
     timings = dict(p.timings) | {"total_s": seconds}
-    return ScoreCard(rows, details, p.meta | {"timings_s": timings})
+    return ScoreCard(rows, details, p.meta | {"timings_s": timings}, tica=p.tica)
 
 
 def _kin_details(k: dict, lags, dt: float) -> dict:

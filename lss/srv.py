@@ -83,11 +83,7 @@ def _vamp2_torch(z0, z1, epsilon: float):
 
     Differentiable; the small ``n_out x n_out`` algebra runs in float64. Returns a 0-d tensor.
     """
-    mean = 0.5 * (z0.mean(0) + z1.mean(0))
-    a, b = (z0 - mean).double(), (z1 - mean).double()
-    n = a.shape[0]
-    c0 = (a.T @ a + b.T @ b) / (2 * n)
-    c1 = (a.T @ b + b.T @ a) / (2 * n)
+    c0, c1, _ = pair_covariances(z0, z1)
     eye = torch.eye(c0.shape[0], dtype=c0.dtype, device=c0.device)
     L, info = torch.linalg.cholesky_ex(c0 + epsilon * eye)
     if int(info) != 0:
@@ -95,6 +91,48 @@ def _vamp2_torch(z0, z1, epsilon: float):
     x = torch.linalg.solve_triangular(L, c1, upper=False)         # L^-1 C1
     k = torch.linalg.solve_triangular(L, x.T, upper=False)        # L^-1 C1 L^-T (symmetric)
     return 1 + (k**2).sum()
+
+
+def pair_covariances(a, b):
+    """Symmetrised covariances of lagged pairs ``(a_t, b_t)`` made mean-free by their joint mean.
+
+    The one implementation behind every VAMP-2 score and eigenproblem of this module: NumPy arrays
+    (float64 in, float64 out) or torch tensors (centred in their own dtype, then float64; differentiable).
+
+    Parameters
+    ----------
+    a, b : np.ndarray or torch.Tensor, shape (n_pairs, n)
+        Values at time ``t`` and ``t + lag``.
+
+    Returns
+    -------
+    c0, c1 : shape (n, n), float64
+        ``(C00 + C11) / 2`` and ``(C01 + C10) / 2``, normalised by the number of pairs.
+    mean : shape (n,)
+        Joint mean of both halves of the pairs.
+    """
+    mean = 0.5 * (a.mean(0) + b.mean(0))
+    a, b = a - mean, b - mean
+    if isinstance(a, torch.Tensor):
+        a, b = a.double(), b.double()
+    n = a.shape[0]
+    return (a.T @ a + b.T @ b) / (2 * n), (a.T @ b + b.T @ a) / (2 * n), mean
+
+
+def _lagged_pairs(trajs, lag: int, what: str = "lag") -> tuple[np.ndarray, np.ndarray]:
+    """``(x_t, x_{t+lag})`` of every trajectory longer than ``lag``, concatenated."""
+    a = [o[:-lag] for o in trajs if len(o) > lag]
+    if not a:
+        raise ValueError(f"{what}={lag} frames: no trajectory is longer than the lag")
+    return np.concatenate(a), np.concatenate([o[lag:] for o in trajs if len(o) > lag])
+
+
+def _fixed_autocorrelations(f0: np.ndarray, f1: np.ndarray) -> np.ndarray:
+    """Lag autocorrelation of each fixed eigenfunction over pairs ``(f0, f1)`` (0 where it is constant)."""
+    m = 0.5 * (f0.mean(0) + f1.mean(0))
+    f0, f1 = f0 - m, f1 - m
+    var = 0.5 * ((f0 ** 2).mean(0) + (f1 ** 2).mean(0))
+    return np.where(var > 0, (f0 * f1).mean(0) / np.where(var > 0, var, 1.0), 0.0)
 
 
 def reversible_covariances(outputs: list[np.ndarray], lag: int):
@@ -116,18 +154,9 @@ def reversible_covariances(outputs: list[np.ndarray], lag: int):
         Joint mean of both halves of the pairs.
     n_pairs : int
     """
-    a = [o[:-lag] for o in outputs if len(o) > lag]
-    b = [o[lag:] for o in outputs if len(o) > lag]
-    if not a:
-        raise ValueError(f"lag={lag} frames: no trajectory is longer than the lag")
-    a, b = np.concatenate(a).astype(np.float64), np.concatenate(b).astype(np.float64)
-    mean = 0.5 * (a.mean(0) + b.mean(0))
-    a -= mean
-    b -= mean
-    n = len(a)
-    c0 = (a.T @ a + b.T @ b) / (2 * n)
-    c1 = (a.T @ b + b.T @ a) / (2 * n)
-    return c0, c1, mean, n
+    a, b = _lagged_pairs(outputs, lag)
+    c0, c1, mean = pair_covariances(a.astype(np.float64), b.astype(np.float64))
+    return c0, c1, mean, len(a)
 
 
 def reversible_eig(c0: np.ndarray, c1: np.ndarray, epsilon: float):
@@ -400,26 +429,9 @@ class SRV(Estimator):
                  modes: tuple[int, ...] | None = None, rare_fraction: float = 0.0,
                  min_timescale_ratio: float | None = None, epsilon: float = 1e-6, stride: int = 1,
                  device: str = "cpu", random_state: int | None = None, progress: bool = False):
-        self.n_components = n_components
-        self.lag = lag
+        self._store_params(locals())
         self.hidden = tuple(hidden)
-        self.batch_norm = batch_norm
-        self.n_output = n_output
-        self.lr = lr
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.val_fraction = val_fraction
-        self.n_val_blocks = n_val_blocks
-        self.n_restarts = n_restarts
         self.modes = None if modes is None else tuple(int(m) for m in modes)
-        self.rare_fraction = rare_fraction
-        self.min_timescale_ratio = min_timescale_ratio
-        self.epsilon = epsilon
-        self.stride = stride
-        self.device = device
-        self.random_state = random_state
-        self.progress = progress
 
     # ----------------------------------------------------------------------------------- checks
     def _resolve_modes(self) -> tuple[tuple[int, ...] | None, int]:
@@ -635,35 +647,20 @@ class SRV(Estimator):
 
     @torch.no_grad()
     def _outputs(self, net, X, chunk: int = 65536) -> np.ndarray:
+        """Network outputs of standardised inputs (a tensor), eval mode, float64 NumPy."""
         net.eval()
         return torch.cat([net(X[i:i + chunk]) for i in range(0, len(X), chunk)]).double().cpu().numpy()
 
     def _heldout_score(self, net, T0, T1, V0, V1) -> tuple[float, np.ndarray]:
         """Held-out VAMP-2 of the eigenfunctions fitted on the training pairs, and their ``lambda_i'``."""
-        t0, t1 = self._outputs(net, T0), self._outputs(net, T1)
-        mean = 0.5 * (t0.mean(0) + t1.mean(0))
-        t0, t1 = t0 - mean, t1 - mean
-        c0 = (t0.T @ t0 + t1.T @ t1) / (2 * len(t0))
-        c1 = (t0.T @ t1 + t1.T @ t0) / (2 * len(t0))
+        c0, c1, mean = pair_covariances(self._outputs(net, T0), self._outputs(net, T1))
         _, vec = reversible_eig(c0, c1, self.epsilon)
-        f0, f1 = (self._outputs(net, V0) - mean) @ vec, (self._outputs(net, V1) - mean) @ vec
-        m = 0.5 * (f0.mean(0) + f1.mean(0))
-        f0, f1 = f0 - m, f1 - m
-        var = 0.5 * ((f0 ** 2).mean(0) + (f1 ** 2).mean(0))
-        lam = np.where(var > 0, (f0 * f1).mean(0) / np.where(var > 0, var, 1.0), 0.0)
+        lam = _fixed_autocorrelations((self._outputs(net, V0) - mean) @ vec, (self._outputs(net, V1) - mean) @ vec)
         return float(1 + np.sum(lam ** 2)), lam
 
-    @torch.no_grad()
-    def _batch_score(self, net, X0, X1, chunk: int = 65536) -> float:
+    def _batch_score(self, net, X0, X1) -> float:
         """Reversible VAMP-2 of lagged pairs (tensors, standardised), network in eval mode, float64."""
-        net.eval()
-        z0 = torch.cat([net(X0[i:i + chunk]) for i in range(0, len(X0), chunk)]).double().cpu().numpy()
-        z1 = torch.cat([net(X1[i:i + chunk]) for i in range(0, len(X1), chunk)]).double().cpu().numpy()
-        mean = 0.5 * (z0.mean(0) + z1.mean(0))
-        z0 -= mean
-        z1 -= mean
-        c0 = (z0.T @ z0 + z1.T @ z1) / (2 * len(z0))
-        c1 = (z0.T @ z1 + z1.T @ z0) / (2 * len(z0))
+        c0, c1, _ = pair_covariances(self._outputs(net, X0), self._outputs(net, X1))
         try:
             lam, _ = reversible_eig(c0, c1, self.epsilon)
         except (np.linalg.LinAlgError, ValueError):
@@ -777,44 +774,26 @@ class SRV(Estimator):
         raw = self.basis(X)
         raw = [raw] if isinstance(raw, np.ndarray) else raw
         lag = check_lag(self.lag, raw, "X")
-        f = [(z - self.output_mean_) @ self.eigenvectors_ for z in raw]
-        f0 = np.concatenate([z[:-lag] for z in f if len(z) > lag])
-        f1 = np.concatenate([z[lag:] for z in f if len(z) > lag])
-        m = 0.5 * (f0.mean(0) + f1.mean(0))
-        f0, f1 = f0 - m, f1 - m
-        var = 0.5 * ((f0 ** 2).mean(0) + (f1 ** 2).mean(0))
-        lam = np.where(var > 0, (f0 * f1).mean(0) / np.where(var > 0, var, 1.0), 0.0)
+        f0, f1 = _lagged_pairs([(z - self.output_mean_) @ self.eigenvectors_ for z in raw], lag, "X")
+        lam = _fixed_autocorrelations(f0, f1)
         if k is not None:
             lam = lam[:int(k)]
         return float(1 + np.sum(lam ** 2))
 
     # ----------------------------------------------------------------------------- persistence
-    _STATE_KEYS = ("n_features_in_", "n_output_", "modes_", "n_components_", "rare_modes_", "dimension_rule_",
-                   "heldout_eigenvalues_",
-                   "variance_concentration_", "input_mean_", "input_scale_", "eigenvalues_", "timescales_",
-                   "output_mean_", "eigenvectors_", "coord_mean_", "coord_scale_", "history_",
-                   "restart_scores_", "restart_histories_", "best_restart_", "best_epoch_", "fit_time_s_")
+    _state = {"fitted": ("n_features_in_", "n_output_", "modes_", "n_components_", "rare_modes_", "dimension_rule_",
+                         "heldout_eigenvalues_", "variance_concentration_", "input_mean_", "input_scale_",
+                         "eigenvalues_", "timescales_", "output_mean_", "eigenvectors_", "coord_mean_",
+                         "coord_scale_", "history_", "restart_scores_", "restart_histories_", "best_restart_",
+                         "best_epoch_", "fit_time_s_")}
+    _nets = {"state_dict": "net_"}
 
-    def state(self) -> dict:
-        """Everything needed to rebuild the fitted SRV: parameters, fitted arrays, network weights."""
-        self._check_fitted()
-        return {"params": self.get_params(), "fitted": {k: getattr(self, k) for k in self._STATE_KEYS},
-                "state_dict": {k: v.detach().cpu() for k, v in self.net_.state_dict().items()}}
+    def _new_net(self, key):
+        return _SRVNet(int(self.n_features_in_), self.hidden, int(self.n_output_), self.batch_norm)
 
-    @classmethod
-    def from_state(cls, state: dict) -> SRV:
-        self = cls._from_params(state["params"])
-        fitted = dict(state["fitted"])
-        fitted["modes_"] = tuple(int(i) for i in fitted["modes_"])
-        fitted["rare_modes_"] = tuple(int(i) for i in fitted["rare_modes_"])
-        with local_torch_seed(0):             # weights overwritten below; global RNG untouched
-            net = _SRVNet(int(fitted["n_features_in_"]), self.hidden, int(fitted["n_output_"]), self.batch_norm)
-        net.load_state_dict(state["state_dict"])
-        net.eval()
-        for k, v in fitted.items():
-            setattr(self, k, v)
-        self.net_ = net
-        return self
+    def _restored(self):
+        self.modes_ = tuple(int(i) for i in self.modes_)
+        self.rare_modes_ = tuple(int(i) for i in self.rare_modes_)
 
 
 # ------------------------------------------------------------------------------- lag selection

@@ -48,9 +48,7 @@ def _coord_list(x, name: str) -> list[np.ndarray]:
 
 def _mode_list(x, name: str, min_len: int = 1) -> list[np.ndarray]:
     """Multi-mode trajectories as a list of float64 arrays ``(n_frames, m)``; a 3-D array is a stack."""
-    if (isinstance(x, np.ndarray) or hasattr(x, "shape")) and np.ndim(x) == 3:
-        x = list(np.asarray(x))
-    return [t.astype(np.float64) for t in as_trajs(x, name, min_len=min_len)]
+    return [t.astype(np.float64) for t in as_trajs(x, name, min_len=min_len, stack=True)]
 
 
 def _check_n_blocks(n_blocks, name: str = "n_blocks") -> int:

@@ -264,7 +264,7 @@ def _chain_work(n_atoms: int, frames: int, dtype, device) -> _ChainWork:
     if device.type != "cpu":                                           # the caching allocator reuses memory
         return _ChainWork(n_atoms, frames, dtype, device)
     cache = _CHAIN_WORK.__dict__.setdefault("work", {})
-    key = (n_atoms, dtype)
+    key = (n_atoms, dtype, torch.is_inference_mode_enabled())   # inference tensors are no use outside it
     w = cache.get(key)
     if w is None or w.capacity < frames:
         w = cache[key] = _ChainWork(n_atoms, max(frames, min(CHAIN_BLOCK, 1024)), dtype, device)
@@ -494,11 +494,7 @@ def as_coords_and_latent(coords, latent) -> tuple[list[np.ndarray], list[np.ndar
     """Training pairs of a decoder: structures (:func:`as_coords`) and latent points (n_frames, m) of
     the same frames, trajectory by trajectory; mismatched counts raise ``ValueError``."""
     coords = as_coords(coords, "coords")
-    if isinstance(latent, np.ndarray) or hasattr(latent, "shape"):
-        latent = np.asarray(latent)
-        if latent.ndim == 3:
-            latent = list(latent)
-    latent = as_trajs(latent, "latent", min_len=1)
+    latent = as_trajs(latent, "latent", min_len=1, stack=True)
     if len(coords) != len(latent):
         raise ValueError(f"latent has {len(latent)} trajectories but coords has {len(coords)}")
     for i, (x, c) in enumerate(zip(coords, latent)):
@@ -523,8 +519,12 @@ def choose_reference(coords: list[np.ndarray], reference, mode: str) -> tuple[np
 
 
 # ------------------------------------------------------------------ ensembles of structures
-def _xyz(x, name: str) -> np.ndarray:
-    """C-alpha coordinates in any accepted form -> one float32 array ``(n_frames, n_atoms, 3)``, nm."""
+def _xyz(x, name: str, dtype=np.float32) -> np.ndarray:
+    """C-alpha coordinates in any accepted form -> one ``dtype`` array ``(n_frames, n_atoms, 3)``, nm.
+
+    The one coercer of structures given as an array (one frame, frames, or a stack), an
+    mdtraj.Trajectory, or a list of them (laid end to end); ``ValueError`` naming ``name``.
+    """
     import mdtraj as md
 
     if isinstance(x, md.Trajectory):
@@ -532,13 +532,13 @@ def _xyz(x, name: str) -> np.ndarray:
     elif isinstance(x, (list, tuple)):
         if not x:
             raise ValueError(f"{name} is empty")
-        parts = [_xyz(t, f"{name}[{i}]") for i, t in enumerate(x)]
+        parts = [_xyz(t, f"{name}[{i}]", dtype) for i, t in enumerate(x)]
         if len({p.shape[1] for p in parts}) != 1:
             raise ValueError(f"{name}: trajectories have different numbers of atoms")
         arr = np.concatenate(parts)
     else:
         arr = np.asarray(x)
-    arr = np.asarray(arr, dtype=np.float32)
+    arr = np.asarray(arr, dtype=dtype)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim == 4:
@@ -792,8 +792,7 @@ def ca_torsions(xyz) -> np.ndarray:
 
 def native_contact_pairs(native, cutoff: float = 0.8, min_separation: int = 3) -> np.ndarray:
     """Native contacts of any C-alpha structure: pairs ``(i, j)``, ``j - i >= min_separation``, closer
-    than ``cutoff`` nm in ``native`` (the definition of :func:`lss.gomodel.native_contacts`, for any
-    native structure).
+    than ``cutoff`` nm in ``native`` (:func:`lss.gomodel.native_contacts` is this with the 2JOF structure).
 
     Parameters
     ----------
@@ -805,29 +804,35 @@ def native_contact_pairs(native, cutoff: float = 0.8, min_separation: int = 3) -
     Returns
     -------
     np.ndarray (n_contacts, 2), int
+        Atom index pairs, ``i < j``, sorted.
     """
-    ref = _xyz(native, "native")[0].astype(np.float64)
     if not cutoff > 0:
         raise ValueError(f"cutoff must be a positive distance in nm, got {cutoff!r}")
+    if int(min_separation) != min_separation or min_separation < 1:
+        raise ValueError(f"min_separation must be a positive integer, got {min_separation!r}")
+    ref = _xyz(native, "native")[0].astype(np.float64)
     i, j = np.triu_indices(len(ref), k=int(min_separation))
     d = np.linalg.norm(ref[i] - ref[j], axis=1)
     return np.stack([i, j], 1)[d < cutoff]
 
 
 def fraction_native_contacts(xyz, native, cutoff: float = 0.8, min_separation: int = 3, ratio: float = 1.2,
-                             chunk: int = 100_000) -> np.ndarray:
+                             chunk: int = 100_000, contacts=None) -> np.ndarray:
     """Fraction Q of the native contacts (:func:`native_contact_pairs`) formed in each frame.
 
-    A contact of native distance ``s`` is formed when ``r < ratio * s``; Q(native) = 1. With the 2JOF
-    C-alpha structure and the defaults this is :func:`lss.gomodel.fraction_native_contacts`.
+    A contact of native distance ``s`` is formed when ``r < ratio * s`` (float32 distances; the same
+    1.2 factor as the switch of the Go model's many-body term); Q(native) = 1. The one implementation
+    of Q: :func:`lss.gomodel.fraction_native_contacts` is this with the 2JOF C-alpha structure.
 
     Parameters
     ----------
-    xyz : array (n_frames, n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
+    xyz : array (n_frames, n_atoms, 3) or (n_atoms, 3) nm, mdtraj.Trajectory, list of them, or a stack
     native : array (n_atoms, 3) nm, or an mdtraj.Trajectory
     cutoff, min_separation, ratio : see above (nm, residues, 1)
     chunk : int
-        Frames per step.
+        Frames per step (keeps memory flat for long trajectories).
+    contacts : np.ndarray (n_contacts, 2) int, optional
+        Pairs to use instead of :func:`native_contact_pairs` of ``native``.
 
     Returns
     -------
@@ -836,17 +841,15 @@ def fraction_native_contacts(xyz, native, cutoff: float = 0.8, min_separation: i
     x = _xyz(xyz, "xyz")
     ref = _xyz(native, "native")[0]
     if ref.shape != x.shape[1:]:
-        raise ValueError(f"native has {len(ref)} atoms, xyz has {x.shape[1]}")
-    c = native_contact_pairs(ref, cutoff, min_separation)
+        raise ValueError(f"xyz must have shape (n_frames, {len(ref)}, 3) in nm (the atoms of native), got {x.shape}")
+    c = native_contact_pairs(ref, cutoff, min_separation) if contacts is None else np.asarray(contacts, dtype=int)
     if not len(c):
         raise ValueError(f"native has no contacts closer than {cutoff} nm at separation >= {min_separation}")
-    import mdtraj as md
-
     s = np.linalg.norm(ref[c[:, 0]] - ref[c[:, 1]], axis=1)
     out = np.empty(len(x), dtype=np.float32)
     for a in range(0, len(x), int(chunk)):
-        t = _writable(md.Trajectory(x[a:a + int(chunk)], _ca_topology(x.shape[1])))
-        out[a:a + len(t)] = (md.compute_distances(t, c, periodic=False) < ratio * s).mean(1)
+        r = np.linalg.norm(x[a:a + int(chunk), c[:, 0]] - x[a:a + int(chunk), c[:, 1]], axis=2)
+        out[a:a + int(chunk)] = (r < ratio * s).mean(axis=1)
     return out
 
 

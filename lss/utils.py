@@ -124,13 +124,15 @@ def require_file(path: str | os.PathLike, made_by: str) -> Path:
     return p
 
 
-def as_trajs(data, name: str = "data", min_len: int = 2) -> list[np.ndarray]:
+def as_trajs(data, name: str = "data", min_len: int = 2, stack: bool = False) -> list[np.ndarray]:
     """Normalise one array or a list of arrays to a list of float32 arrays ``(n_frames, n_features)``.
 
+    The one coercer of trajectories of features or latent coordinates; a 1-D array is one feature.
+    ``stack=True``: a 3-D array ``(n_traj, n_frames, n_features)`` is a stack of trajectories.
     Raises ``ValueError`` naming ``name`` for NaN/inf, empty input, or arrays of differing widths.
     """
     if isinstance(data, np.ndarray) or hasattr(data, "shape"):
-        data = [data]
+        data = list(np.asarray(data)) if stack and np.ndim(data) == 3 else [data]
     out = []
     for i, x in enumerate(data):
         x = np.asarray(x, dtype=np.float32)
@@ -149,6 +151,22 @@ def as_trajs(data, name: str = "data", min_len: int = 2) -> list[np.ndarray]:
     if len(widths) != 1:
         raise ValueError(f"{name}: trajectories have different numbers of features {sorted(widths)}")
     return out
+
+
+def as_points(x, m: int, name: str = "x") -> np.ndarray:
+    """Points of an ``m``-dimensional (latent) space as a float64 array ``(n, m)``.
+
+    A 1-D array is one point (length ``m``), or ``n`` points when ``m == 1``; a bad shape or NaN/inf
+    raises ``ValueError`` naming ``name``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None] if m == 1 else x[None, :]
+    if x.ndim != 2 or x.shape[1] != m:
+        raise ValueError(f"{name} must have shape ({m},) or (n, {m}) (points in {m} dimensions), got {np.shape(x)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or inf values")
+    return x
 
 
 def check_lag(lag: int, trajs: list[np.ndarray], name: str = "lag") -> int:

@@ -139,19 +139,10 @@ def nglview_status() -> tuple[bool, str]:
 
 def _as_frames(xyz, topology):
     """``(xyz (n_frames, n_atoms, 3) float32 in nm, mdtraj.Topology)`` from the accepted inputs."""
-    try:
-        import mdtraj as md
-    except ImportError:  # pragma: no cover - a dependency of lss
-        md = None
-    if md is not None and isinstance(xyz, md.Trajectory):
-        return np.asarray(xyz.xyz, dtype=np.float32), topology if topology is not None else xyz.topology
-    if isinstance(xyz, (list, tuple)):
-        xyz = np.stack([np.asarray(x, dtype=np.float32) for x in xyz])
-    arr = np.asarray(xyz, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"xyz must have shape (n_frames, n_atoms, 3) or (n_atoms, 3), got {arr.shape}")
+    from .structure import _xyz
+
+    topology = getattr(xyz, "topology", None) if topology is None else topology     # an mdtraj.Trajectory's
+    arr = _xyz(xyz, "xyz")
     if topology is None:
         raise ValueError("a topology is needed with coordinate arrays (e.g. ds.topology)")
     if topology.n_atoms != arr.shape[1]:

@@ -15,7 +15,7 @@ LAYERS = [
     # concepts
     {"fourwell", "gomodel", "features", "srv", "mdn", "decoder", "cwgan", "flow", "msm", "kinetics", "analysis"},
     # composed
-    {"data", "simulator", "decoding", "plots", "score", "adaptive", "efficiency"},
+    {"data", "pipeline", "simulator", "decoding", "plots", "score", "adaptive", "efficiency", "compare"},
     # outer
     {"reproduce", "notebook", "cli", "site"},
 ]

@@ -179,3 +179,19 @@ def test_params_come_from_the_signature():
         MDNPropagator(n_components=7)
     with pytest.raises(ValueError, match="not a parameter"):
         MDNPropagator().set_params(n_components=3)
+
+
+def test_mixture_log_density_equals_the_written_out_formula():
+    import math
+
+    g = torch.Generator().manual_seed(0)
+    n, C, m = 500, 7, 3
+    log_w = torch.log_softmax(torch.randn(n, C, generator=g) * 3, dim=1)
+    mu = torch.rand(n, C, m, generator=g)
+    sigma = 1e-3 + torch.rand(n, C, m, generator=g) * 0.3
+    y = torch.rand(n, m, generator=g)
+    z = (y[:, None, :] - mu) / sigma                 # the formula lss.mdn used before MixtureSameFamily
+    comp = -0.5 * (z ** 2).sum(-1) - torch.log(sigma).sum(-1) - 0.5 * m * math.log(2 * math.pi)
+    ref = torch.logsumexp(log_w + comp, dim=1)
+    got = lss.mdn._mixture_log_prob(log_w, mu, sigma, y)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)

@@ -42,3 +42,14 @@ def test_msm_implied_timescales_against_the_lag_are_flat_for_a_markov_chain(thre
     exact = exact_timescales(T, 2)
     np.testing.assert_allclose(res["timescales"], np.tile(exact, (3, 1)), rtol=0.1)
     assert np.all(res["timescales_err"] > 0) and np.all(res["timescales_err"] < 0.1 * res["timescales"])
+
+
+def test_count_matrix_equals_a_hand_count():
+    from lss.msm import count_matrix
+
+    # lag 1: 0->1, 1->(-1) none, (-1)->1 none, 1->2, 2->2, 2->0 | 2->0, 0->0 ; [1] is too short
+    d = [np.array([0, 1, -1, 1, 2, 2, 0]), np.array([1]), np.array([2, 0, 0])]
+    np.testing.assert_array_equal(count_matrix(d, 1, 3), [[1, 1, 0], [0, 0, 1], [2, 0, 1]])
+    # lag 2: 0->(-1) none, 1->1, (-1)->2 none, 1->2, 2->0 | 2->0
+    np.testing.assert_array_equal(count_matrix(d, 2, 3), [[0, 0, 0], [0, 1, 1], [2, 0, 0]])
+    np.testing.assert_array_equal(count_matrix(d, 10, 3), np.zeros((3, 3)))

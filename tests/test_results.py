@@ -67,3 +67,15 @@ def test_every_declared_target_is_well_formed():
         for profile in ("smoke", "class", "cpu", "paper"):
             text, _ = t.assess(t.bound if t.kind != "range" else t.bound[0], profile, floor=1.0)
             assert text and "{}" not in text, (section, key, profile)
+
+
+def test_the_metric_catalog_is_well_formed():
+    """Every catalogued number has a unit and a one-sentence description; every (section, key) of TARGETS that
+    a notebook records through the catalog is in it with a string description."""
+    cat = results.catalog()
+    assert cat, "lss/resources/metrics.yaml is empty"
+    for section, entries in cat.items():
+        for key, e in entries.items():
+            assert set(e) <= {"unit", "how", "paper"}, (section, key, sorted(e))
+            assert isinstance(e.get("how"), str) and e["how"].strip(), (section, key)
+            assert isinstance(e.get("unit", "1"), str), (section, key)

@@ -163,7 +163,7 @@ def test_damaged_foreign_and_incompatible_files(sim, parts, tmp_path):
     path = sim.save(tmp_path / "model.lss")
     data = path.read_bytes()
     (tmp_path / "trunc.lss").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="trunc.pt.*truncated or corrupt"):
+    with pytest.raises(ValueError, match="trunc.lss.*truncated or corrupt"):
         LatentSpaceSimulator.load(tmp_path / "trunc.lss")
     # damage inside the stored arrays (the archive still reads): the checksum catches it
     with pytest.raises(ValueError, match="does not match its checksum"):
@@ -175,7 +175,7 @@ def test_damaged_foreign_and_incompatible_files(sim, parts, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="notes.txt.*not an lss"):
         LatentSpaceSimulator.load(tmp_path / "notes.txt")
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(FileNotFoundError, match="missing.lss"):
         LatentSpaceSimulator.load(tmp_path / "missing.lss")
     # another simulator format, and an old network format inside a current simulator file
     other = _rewrite(path, tmp_path / "v9.pt", fmt="lss.simulator/9")

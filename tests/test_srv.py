@@ -138,7 +138,7 @@ def test_save_load_round_trip(srv, data, tmp_path):
     np.testing.assert_array_equal(back.eigenvalues_, srv.eigenvalues_)
     assert back.modes_ == srv.modes_ and back.get_params() == srv.get_params()
     assert back.n_components_ == 2 and back.n_features_in_ == 2
-    for k in SRV._STATE_KEYS:
+    for k in SRV._state["fitted"]:
         a, b = getattr(back, k), getattr(srv, k)
         assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b, k
     assert back.score(data[1]) == pytest.approx(srv.score(data[1]), rel=1e-12)
