@@ -39,7 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from .features import CAFeaturizer
-from .gomodel import GoModel, fraction_native_contacts
+from .gomodel import Q_UNFOLDED, GoModel, fraction_native_contacts
 from .mdn import MDNPropagator
 from .msm import count_matrix, estimate_msm
 
@@ -663,3 +663,176 @@ def score_campaigns(campaigns: dict, edges, F_ref, region, t1_ref: float, acf_st
         out[st] = {k: np.array([[r[k] for r in row] for row in rows]) for k in rows[0][0]}
         out[st]["budget_steps"] = np.array([r["budget_steps"] for r in campaigns[st, seeds[0]]])
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The target budget: the numbers there, the verdict, the recording
+# --------------------------------------------------------------------------------------------------
+
+#: the scalar metrics reported at one budget (:func:`at_budget`); ``*_sd`` for the first three
+AT_BUDGET_KEYS = ("rmse_lss", "rmse_md", "rmse_msm", "t1_err", "t1_lss")
+
+
+def target_budget(budgets, training_steps: float, target_fraction: float) -> int:
+    """Index of the largest budget within ``target_fraction`` of the training MD (0 if none is).
+
+    Parameters
+    ----------
+    budgets : np.ndarray, shape (n_rounds,)
+        Cumulative MD budgets of the rounds, Langevin steps (``scores[st]["budget_steps"]``).
+    training_steps : float
+        Langevin steps of the training MD.
+    target_fraction : float
+        The target's budget as a fraction of the training MD.
+    """
+    within = np.asarray(budgets) <= target_fraction * training_steps * (1 + 1e-9)
+    return int(np.nonzero(within)[0][-1]) if within.any() else 0
+
+
+def at_budget(scores: dict, j: int) -> dict:
+    """Mean (and standard deviation) over seeds of each strategy's errors at budget index ``j``.
+
+    Parameters
+    ----------
+    scores : dict
+        :func:`score_campaigns`: ``{strategy: {metric: np.ndarray (n_seeds, n_rounds)}}``.
+    j : int
+        Round (budget) index, e.g. :func:`target_budget`.
+
+    Returns
+    -------
+    dict ``{strategy: {metric: float}}`` with :data:`AT_BUDGET_KEYS` (F RMSEs in kT, ``t1_err``
+    relative, ``t1_lss`` in the data's time unit) and ``rmse_lss_sd``, ``rmse_md_sd``, ``t1_err_sd``.
+    """
+    return {st: {k: float(sc[k][:, j].mean()) for k in AT_BUDGET_KEYS}
+            | {f"{k}_sd": float(sc[k][:, j].std()) for k in AT_BUDGET_KEYS[:2] + ("t1_err",)}
+            for st, sc in scores.items()}
+
+
+def verdict(at: dict, rmse_max: float, t1_max: float) -> dict:
+    """The adaptive-sampling target at one budget: the LSS-guided strategy meets it, plain MD does not.
+
+    Parameters
+    ----------
+    at : dict
+        :func:`at_budget` (needs the strategies ``"lss"`` and ``"plain"``).
+    rmse_max : float
+        Bound on the aligned F(psi1) RMSE, kT.
+    t1_max : float
+        Bound on the relative t1 error.
+
+    Returns
+    -------
+    dict with ``met`` (bool), ``guided_F``, ``guided_t1`` (the LSS-guided strategy meets each bound),
+    ``plain_ok`` (plain MD meets both, with the better of its LSS and raw-MD F) and ``why`` (list of
+    str: what fails, empty when met).
+    """
+    guided_F, guided_t1 = at["lss"]["rmse_lss"] <= rmse_max, at["lss"]["t1_err"] <= t1_max
+    plain_ok = (min(at["plain"]["rmse_lss"], at["plain"]["rmse_md"]) <= rmse_max) and at["plain"]["t1_err"] <= t1_max
+    why = (([] if guided_F else [f"the LSS-guided F RMSE is {at['lss']['rmse_lss']:.2f} kT > {rmse_max:g}"])
+           + ([] if guided_t1 else [f"the LSS-guided t1 is off by {100 * at['lss']['t1_err']:.0f} % > {100 * t1_max:g} %"])
+           + (["plain MD meets it as well"] if plain_ok else []))
+    return {"met": bool(guided_F and guided_t1 and not plain_ok), "guided_F": bool(guided_F),
+            "guided_t1": bool(guided_t1), "plain_ok": bool(plain_ok), "why": why}
+
+
+def verdict_markdown(at: dict, v: dict, budget_steps: int, fraction: float, n_seeds: int, unit: str) -> str:
+    """The target at one budget in words (markdown): each strategy's errors, then the verdict.
+
+    Parameters
+    ----------
+    at : dict
+        :func:`at_budget`.
+    v : dict
+        :func:`verdict`.
+    budget_steps : int
+        The budget assessed, Langevin steps; ``fraction`` the same over the training MD.
+    n_seeds : int
+    unit : str
+        Time unit of ``t1_lss``.
+    """
+    from .plots import ADAPTIVE_NAMES
+
+    def line(st):
+        a = at[st]
+        return (f"**{ADAPTIVE_NAMES[st]}**: F RMSE {a['rmse_lss']:.2f} ± {a['rmse_lss_sd']:.2f} kT (LSS), "
+                f"{a['rmse_md']:.2f} ± {a['rmse_md_sd']:.2f} kT (raw MD), {a['rmse_msm']:.2f} kT (MSM); "
+                f"t1 {a['t1_lss']:.3g} {unit}, error {100 * a['t1_err']:.0f} ± {100 * a['t1_err_sd']:.0f} %")
+
+    text = "**met**" if v["met"] else "**not met**: " + "; ".join(v["why"])
+    return (f"At {budget_steps:,} Langevin steps ({fraction:.3g} x the training MD, {n_seeds} seeds):\n\n"
+            + "\n".join(f"- {line(st)}" for st in at) + f"\n\nTarget {text}.")
+
+
+def scores_summary(scores: dict, unit: str) -> str:
+    """One line per strategy: mean over seeds, per budget, of the F(psi1) RMSEs (kT) and of t1 (``unit``)."""
+    from .plots import ADAPTIVE_NAMES
+
+    return "\n".join(f"{ADAPTIVE_NAMES[st]:>13}: F RMSE LSS {np.round(sc['rmse_lss'].mean(0), 2)}, raw MD "
+                     f"{np.round(sc['rmse_md'].mean(0), 2)}, MSM {np.round(sc['rmse_msm'].mean(0), 2)} kT; "
+                     f"t1 {np.round(sc['t1_lss'].mean(0), 3)} {unit}" for st, sc in scores.items())
+
+
+def record_scores(rec, scores: dict) -> None:
+    """Record every strategy's errors per budget, mean and standard deviation over seeds.
+
+    Keys ``{metric}_{strategy}`` and ``{metric}_{strategy}_sd`` for ``rmse_lss``, ``rmse_md``,
+    ``rmse_msm`` (kT) and ``t1_err`` (relative), each of shape (n_rounds,), through the recorder
+    ``rec`` (:class:`lss.results.Recorder`, descriptions from the metric catalog).
+    """
+    for st, sc in scores.items():
+        for key in ("rmse_lss", "rmse_md", "rmse_msm", "t1_err"):
+            rec.many(**{f"{key}_{st}": sc[key].mean(0), f"{key}_{st}_sd": sc[key].std(0)})
+
+
+def reference_target(ref_psi, fe_bins: int, fe_max_dF: float, acf_steps: int, lag: int, dt: float) -> dict:
+    """What the campaigns are scored against: the converged reference's F(psi1) and t1.
+
+    Parameters
+    ----------
+    ref_psi : list of np.ndarray (n_frames,)
+        The yardstick psi1 of each reference trajectory (every saved frame).
+    fe_bins : int
+        Bins of F(psi1) over the reference's range (its 0.05 to 99.95 percentiles).
+    fe_max_dF : float
+        F(psi1) is compared where the reference is within this of its minimum, kT.
+    acf_steps, lag : int
+        Lags (of ``lag`` frames each) of the autocorrelation fit of t1 (:func:`acf_relaxation_time`).
+    dt : float
+        Time of one lag, in the data's time unit.
+
+    Returns
+    -------
+    dict: ``edges`` (fe_bins + 1,), ``F_ref`` (fe_bins,) kT (:func:`free_energy_filled`), ``region``
+    (fe_bins,) bool (the bins compared), ``t1_ref`` (float, time unit of ``dt``) and ``n_frames``.
+    """
+    allref = np.concatenate(ref_psi)
+    edges = np.linspace(np.percentile(allref, 0.05), np.percentile(allref, 99.95), fe_bins + 1)
+    F_ref = free_energy_filled(allref, edges)
+    return {"edges": edges, "F_ref": F_ref, "region": F_ref <= F_ref.min() + fe_max_dF,
+            "t1_ref": acf_relaxation_time(ref_psi, acf_steps, lag, dt), "n_frames": len(allref)}
+
+
+def start_pool(q, xyz, n_pool: int, q_max: float = Q_UNFOLDED) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n_pool`` unfolded structures (``Q < q_max``) of the training data, evenly spaced in time.
+
+    Parameters
+    ----------
+    q : list of np.ndarray (n_frames,)
+        Fraction of native contacts per trajectory.
+    xyz : list of np.ndarray (n_frames, n_atoms, 3)
+        The trajectories, nm.
+    n_pool : int
+    q_max : float
+        The unfolded core's bound (``lss.gomodel.Q_UNFOLDED``).
+
+    Returns
+    -------
+    pool : np.ndarray, shape (n, n_atoms, 3), nm
+    q_pool : np.ndarray, shape (n,)
+        Their Q.
+    """
+    q_all = np.concatenate([np.asarray(a) for a in q])
+    unfolded = np.nonzero(q_all < q_max)[0]
+    pick = unfolded[np.linspace(0, len(unfolded) - 1, min(n_pool, len(unfolded))).astype(int)]
+    return np.concatenate([np.asarray(x) for x in xyz])[pick], q_all[pick]

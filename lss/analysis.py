@@ -12,7 +12,7 @@ the same forms, so both are measured the same way:
 The other analyses live in modules named after their concept: :mod:`lss.kinetics`
 (autocorrelations, relaxation times, first passages, transitions), :mod:`lss.structure` (Rg, RMSD,
 superposition, C-alpha distances), :mod:`lss.msm` (the MSM baseline and the Chapman-Kolmogorov
-test) and :mod:`lss.stats` (block errors). They are re-exported here for older code and notebooks.
+test) and :mod:`lss.stats` (block errors); import them from there.
 
 Units: lengths in nm, free energies in units of ``kT`` (pass ``kT`` to get kJ/mol), lags in frames,
 times in the unit of ``frame_time`` (ps, ns or model time, whatever the caller uses).
@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .stats import _check_n_blocks, _coord_list, _mode_list, block_average, split_blocks  # noqa: F401
+from .stats import _check_n_blocks, _coord_list, _mode_list, split_blocks
 from .utils import check_lag
 
 __all__ = [
@@ -308,24 +308,3 @@ def project(model, features):
     if isinstance(features, (list, tuple)):
         return [np.asarray(model.transform(np.asarray(x, dtype=np.float64))) for x in features]
     return np.asarray(model.transform(np.asarray(features, dtype=np.float64)))
-
-
-# Re-exported for older code: each concept lives in its own module.
-from .kinetics import (  # noqa: F401
-    autocorrelation,
-    cost_per_time,
-    count_transitions,
-    relaxation_time,
-    relaxation_times,
-    transition_rate,
-    transitions_per_frames,
-)
-from .msm import MSMBaseline, chapman_kolmogorov  # noqa: F401
-from .structure import (  # noqa: F401
-    _ca_topology,
-    ca_distances,
-    ensemble_rmsd,
-    pair_rmsd,
-    radius_of_gyration,
-    rmsd_to_reference,
-)

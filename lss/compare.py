@@ -25,6 +25,7 @@ from . import kinetics as K
 from . import structure as S
 from .msm import MSMBaseline, transfer_labels
 from .score import FLOOR, MSM_ROW, Ensemble, score
+from .stats import total_variation
 
 #: matplotlib style of each ensemble in every figure of notebook 07
 STYLE = {"MD": dict(color="k"), "LSS": dict(color="C3"), "MSM": dict(color="C0", ls=":"),
@@ -93,6 +94,11 @@ class Ensembles:
         if name == "MSM":
             return np.concatenate(self.xyz["MD"])[self.msm_index]
         return np.concatenate(self.xyz[name])
+
+    def msm_trajectories(self, n_traj: int) -> np.ndarray:
+        """The first ``n_traj`` MSM trajectories as structures, (n_traj, n_frames, n_atoms, 3) nm (replayed MD frames)."""
+        n = len(self.latent["MSM"][0])
+        return np.concatenate(self.xyz["MD"])[self.msm_index[:n_traj * n]].reshape(n_traj, n, *self.xyz["MD"][0].shape[1:])
 
     def observables(self, name: str) -> E.Observables:
         """``name``'s observables for :mod:`lss.efficiency` (MD keeps every frame, kinetics on the lag grid)."""
@@ -395,6 +401,11 @@ def representatives(ens: Ensembles, is_go: bool, seed: int = 0) -> tuple[list, l
 
 
 # ------------------------------------------------------------------------------------- transitions
+def _q_hist(q: list) -> np.ndarray:
+    """Counts of Q on 32 bins of [0, 1]."""
+    return np.histogram(np.concatenate(q), bins=np.linspace(0, 1, 33))[0]
+
+
 def transitions(ens: Ensembles, gen_meta: dict, sim: dict, n_blocks: int = 5) -> dict:
     """Transition counts and rates on Q and on psi1 cores, the Q histograms' distance to the truth, and the cost.
 
@@ -412,9 +423,8 @@ def transitions(ens: Ensembles, gen_meta: dict, sim: dict, n_blocks: int = 5) ->
     out["rate"] = {k: K.transition_rate(ens.on_grid(k, v), LO, HI, ens.dt, n_blocks) for k, v in ens.q.items()}
     out["rate_psi"] = {k: K.transition_rate(ens.on_grid(k, [z[:, 0] for z in v]), *psi_core, ens.dt, n_blocks) if both
                        else (np.nan, np.nan) for k, v in ens.latent.items()}
-    bins = np.linspace(0, 1, 33)
-    hist = {k: np.histogram(np.concatenate(v), bins=bins)[0] / sum(map(len, v)) for k, v in ens.q.items()}
-    out["q_tv"] = {k: 0.5 * float(np.abs(h - hist[ens.truth]).sum()) for k, h in hist.items() if k != ens.truth}
+    hist = {k: _q_hist(v) for k, v in ens.q.items()}
+    out["q_tv"] = {k: total_variation(h, hist[ens.truth]) for k, h in hist.items() if k != ens.truth}
     out["cost"] = {}
     if sim:
         md_cpu = sum(sim["cpu_s_per_traj"]) if sim.get("cpu_s_per_traj") else sim["wall_s"]
@@ -511,9 +521,7 @@ def cwgan_decoded(ens: Ensembles, cwgan, card, max_frames: int = 200_000, seed: 
     with torch_threads(2):
         xyz = [cwgan.generate(z, random_state=seed + i) for i, z in enumerate(ens.latent["LSS"][:n])]
     q = [gomodel.fraction_native_contacts(x).astype(np.float64) for x in xyz]
-    bins = np.linspace(0, 1, 33)
-    h = lambda v: np.histogram(np.concatenate(v), bins=bins)[0] / sum(map(len, v))  # noqa: E731
-    out = {"xyz": xyz, "q": q, "n_traj": n, "q_tv": 0.5 * float(np.abs(h(q) - h(ens.q[ens.truth])).sum())}
+    out = {"xyz": xyz, "q": q, "n_traj": n, "q_tv": total_variation(_q_hist(q), _q_hist(ens.q[ens.truth]))}
     edges = card.meta["edges"]
     tic = np.asarray(card.tica.transform(S.ca_distances(np.concatenate(xyz)).astype(np.float64)))
     det = card_details(card)

@@ -16,7 +16,7 @@ import numpy as np
 from . import analysis as A
 from .score import js_distance
 from .stats import total_variation
-from .structure import bond_lengths, ca_angles, nearest_rmsd
+from .structure import bond_lengths, ca_angles, ca_distances, nearest_rmsd, pair_rmsd, radius_of_gyration
 
 #: bins of the bond-angle histograms: 2 degrees on [0, 180] degrees (MD's per-angle sd is about 10)
 ANGLE_BINS = np.linspace(0.0, np.pi, 91)
@@ -70,7 +70,7 @@ class DecoderBench:
         rng = np.random.default_rng(random_state)
         self.q = np.asarray(q_fn(self.xyz), np.float64)
         self.q_bins = np.linspace(0, 1, 33)
-        self.d = A.ca_distances(self.xyz)
+        self.d = ca_distances(self.xyz)
         self.tics = A.project(tica, self.d)[:, :3]
         lo, hi = np.quantile(self.tics, [0.001, 0.999], axis=0)
         self.grid = [np.linspace(lo[i], hi[i], fes_bins + 1) for i in range(3)]
@@ -85,7 +85,7 @@ class DecoderBench:
         self._tree = cKDTree(self.train_latent / self._scale)
         _, nb = self._tree.query(self.latent[self.fid_idx] / self._scale, k=10)
         targets = np.repeat(self.xyz[self.fid_idx], 10, 0)
-        self.fid_neighbours = float(np.median(A.pair_rmsd(self.train_xyz[nb.ravel()], targets)))
+        self.fid_neighbours = float(np.median(pair_rmsd(self.train_xyz[nb.ravel()], targets)))
         # novelty: the RMSD of held-out MD frames to their nearest training frame (what new MD scores)
         self.nov_idx = rng.choice(len(self.xyz), min(n_novelty, len(self.xyz)), replace=False)
         self.nov_md = nearest_rmsd(self.xyz[self.nov_idx], self.train_xyz)
@@ -126,7 +126,7 @@ class DecoderBench:
         """
         xyz = np.asarray(xyz, np.float32)
         q = np.asarray(self.q_fn(xyz), np.float64)
-        d = A.ca_distances(xyz)
+        d = ca_distances(xyz)
         tics = A.project(self.tica, d)[:, :3]
         out = {"q_tv": histogram_tv(q, self.q, self.q_bins)}
         for b in (1, 2):
@@ -149,10 +149,10 @@ class DecoderBench:
                                                       for j in range(ang.shape[1])]))
             pooled = [np.histogram(a, ANGLE_BINS)[0].astype(np.float64) for a in (ang, self.angles)]
             out["angle_js"] = float(js_distance(pooled[0] / pooled[0].sum(), pooled[1] / pooled[1].sum()))
-        out["rg_mean_err"] = float(A.radius_of_gyration(xyz).mean() - A.radius_of_gyration(self.xyz).mean())
+        out["rg_mean_err"] = float(radius_of_gyration(xyz).mean() - radius_of_gyration(self.xyz).mean())
         if fidelity_xyz is not None:
             target = np.repeat(self.xyz[self.fid_idx], self.n_per_point, 0)
-            out["fidelity_rmsd"] = float(np.median(A.pair_rmsd(np.asarray(fidelity_xyz, np.float32), target)))
+            out["fidelity_rmsd"] = float(np.median(pair_rmsd(np.asarray(fidelity_xyz, np.float32), target)))
         else:
             out["fidelity_rmsd"] = float("nan")
         out["fidelity_rmsd_neighbours"] = self.fid_neighbours
@@ -166,6 +166,15 @@ class DecoderBench:
         out["train_s"] = train_s
         out["frames_per_s"] = frames_per_s
         return out
+
+    def reference_rows(self, other_xyz: np.ndarray) -> dict:
+        """The table's two reference rows: ``"MD, other blocks"`` (``other_xyz``: as many training frames
+        as compared points, (n, n_atoms, 3) nm, unpaired) and ``"nearest neighbour"`` (the training
+        frame at the nearest latent point: the lookup, at the compared and at the fidelity points)."""
+        return {"MD, other blocks": self.row(other_xyz, paired=False),
+                "nearest neighbour": self.row(self.nearest_neighbour(self.latent),
+                                              self.nearest_neighbour(np.repeat(self.latent[self.fid_idx],
+                                                                               self.n_per_point, 0)))}
 
     def score_decoder(self, decoder, random_state: int = 0, train_s: float | None = None,
                       n_throughput: int = 0) -> dict:
@@ -240,3 +249,60 @@ def verdict_markdown(row: dict) -> str:
     fmts = {k: f for k, _, f in COLUMNS}
     return "\n".join(f"- {k}: {_cell(row, k, fmts.get(k, '{}'))} (target {text}) — **{'met' if ok else 'missed'}**"
                      for k, (text, ok) in assess(row).items())
+
+
+#: columns of a table row recorded compactly in metrics.json (:func:`record_table`), in order
+ROW_KEYS = ("q_tv", "tica_rmse_12", "tica_rmse_13", "pair_tv_median", "pair_mae", "angle_sd", "angle_tv_median")
+
+
+def lookup_comparison(rows: dict, chosen: str) -> str:
+    """One line: what the ``chosen`` decoder buys over the nearest-neighbour lookup (novelty, copies) and
+    what it costs (Q, pair-distance and angle total variation), from the rows of :func:`table`."""
+    nn, ch = rows["nearest neighbour"], rows[chosen]
+    return (f"what the {chosen} buys over the lookup: novelty {ch['novelty_ratio']:.2f} (lookup {nn['novelty_ratio']:.2f}, "
+            f"new MD 1), copies {ch['copied_fraction']:.0%} (lookup {nn['copied_fraction']:.0%}, new MD 5 %); what it "
+            f"costs: Q TV {ch['q_tv']:.3f} (lookup {nn['q_tv']:.3f}), pair TV {ch['pair_tv_median']:.3f} "
+            f"({nn['pair_tv_median']:.3f}), angle TV {ch.get('angle_tv_median', np.nan):.3f} "
+            f"({nn.get('angle_tv_median', np.nan):.3f})")
+
+
+def record_table(rec, rows: dict, chosen: str, decoder: str, n_points: int, n_novelty: int) -> None:
+    """Record notebook 05's table and targets through ``rec`` (:class:`lss.results.Recorder`).
+
+    Records, in order: ``row_<name>`` for every row (the :data:`ROW_KEYS` columns: Q TV, TICA 1-2 and
+    1-3 RMSE in kT, pair TV, pair MAE in nm, angle sd in deg, angle TV); ``default`` (the decoder the
+    simulator uses); ``novelty_ratio_<name>`` and ``copied_fraction_<name>`` of the chosen decoder and
+    of the nearest-neighbour lookup (the copying test); and every target of :data:`TARGETS` for the
+    chosen row, with the lookup's value as reference (``met`` left blank in an unassessed profile,
+    :data:`lss.results.UNASSESSED_PROFILES`).
+
+    Parameters
+    ----------
+    rec : lss.results.Recorder
+    rows : dict
+        Table name -> row (:meth:`DecoderBench.row`, :meth:`DecoderBench.score_decoder`); needs
+        ``chosen`` and ``"nearest neighbour"``.
+    chosen : str
+        Table name of the decoder the simulator uses (``"flow"``, ``"cWGAN"``).
+    decoder : str
+        Its parameter value (``"flow"``, ``"cwgan"``).
+    n_points : int
+        Held-out latent points compared; ``n_novelty`` those of the copying test.
+    """
+    from .results import UNASSESSED_PROFILES
+
+    for name, row in rows.items():   # every row of the table, compactly (the whole table: decoders.md)
+        rec("row_" + name.replace(", ", "_").replace(" ", "_").replace("/", ""), [row.get(k) for k in ROW_KEYS],
+            "mixed", f"[Q TV, TICA 1-2 kT, TICA 1-3 kT, pair TV, pair MAE nm, angle sd deg, angle TV] of '{name}' "
+            f"at {n_points:,} held-out latent points")
+    rec("default", decoder)
+    for name in (chosen, "nearest neighbour"):   # the copying test: is a decoded structure new?
+        key = name.replace(" ", "_")
+        rec(f"novelty_ratio_{key}", rows[name]["novelty_ratio"], "1", f"median RMSD to the nearest training frame of "
+            f"{n_novelty} structures of '{name}', over the same for held-out MD frames (lookup 0, new MD 1)")
+        rec(f"copied_fraction_{key}", rows[name]["copied_fraction"], "1", "fraction closer to a training frame than "
+            "95 % of held-out MD frames are (new MD: 0.05)")
+    for key, (text, ok) in assess(rows[chosen]).items():
+        rec(key, rows[chosen].get(key), UNITS.get(key, "1"), f"{decoder} decoder at {n_points:,} held-out latent points",
+            reference=rows["nearest neighbour"].get(key), target=text,
+            met=None if rec.profile in UNASSESSED_PROFILES else ok)

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import analysis, gomodel, kinetics
-from .stats import cut_pieces, split_blocks
+from . import analysis, gomodel, kinetics, structure
+from .stats import block_average, cut_pieces, split_blocks
 
 __all__ = ["cut_pieces", "QUANTITIES", "Observables", "estimate", "errors", "scalars", "md_error_curve", "amplification_factor",
            "coverage", "train_lss", "simulate", "replica", "interval_coverage", "bayesian_msm", "bayes_coverage"]
@@ -91,10 +91,9 @@ class Observables:
             x = np.asarray(x, dtype=np.float32)
             q.append(gomodel.fraction_native_contacts(x, native=native))
             flip.append(gomodel.flip_angle(x, native=native))
-            c = x - x.mean(1, keepdims=True)
-            rg.append(np.sqrt(np.einsum("nij,nij->n", c, c) / x.shape[1]))
+            rg.append(structure.radius_of_gyration(x))
             if tica is not None:
-                tic.append(np.concatenate([analysis.project(tica, analysis.ca_distances(x[a:a + 100_000]))[:, :2]
+                tic.append(np.concatenate([analysis.project(tica, structure.ca_distances(x[a:a + 100_000]))[:, :2]
                                            for a in range(0, len(x), 100_000)]))
         return cls(q, flip, rg, [np.asarray(z, dtype=np.float64) for z in latent], float(dt), int(step),
                    tic if tica is not None else None)
@@ -153,8 +152,7 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
     """
     nb = 5
     F = analysis.free_energy_profile(obs.q, bins=Q_EDGES, n_blocks=nb)[1]
-    rg = np.concatenate(obs.rg)
-    blocks = [b.mean() for b in np.array_split(rg, nb)]
+    rg, rg_se = block_average(np.concatenate(obs.rg), nb)
     s = obs.step
     shortest = min(max(len(z) for z in b) for b in split_blocks(obs.latent, nb))
     with warnings.catch_warnings():
@@ -172,7 +170,7 @@ def estimate(obs: Observables, acf_steps: int, n_boot: int = 200, random_state: 
     if tic_edges is not None and obs.tic is not None:
         t = np.concatenate(obs.tic)
         F_tic = analysis.free_energy_2d(t[:, 0], t[:, 1], bins=tic_edges)[2]
-    return {"F": F, "F_latent": F_latent, "F_tic": F_tic, "rg": float(rg.mean()), "rg_se": float(np.std(blocks, ddof=1) / math.sqrt(nb)),
+    return {"F": F, "F_latent": F_latent, "F_tic": F_tic, "rg": float(rg), "rg_se": float(rg_se),
             "t": rt["t"][order], "t_se": rt["se"][order], "p": pop["p"], "p_se": pop["se"],
             "mfpt": mf["mean"], "mfpt_low": mf["low"], "mfpt_high": mf["high"]}
 

@@ -314,3 +314,28 @@ def conditional_density_error(ref: ExactReference, log_prob, x_range: tuple[floa
     tv = 0.5 * np.abs(np.exp(logp) - ref.T[sel] / ref.dx).sum(axis=1) * ref.dx
     w = ref.pi[sel] / ref.pi[sel].sum()
     return float(np.sum(w * tv))
+
+
+def transition_density_grid(ref: ExactReference, log_prob, x_range: tuple[float, float], every: int = 4):
+    """Exact and learned ``p_tau(y | x)`` on a common grid inside ``x_range`` (for Fig. 2's panels).
+
+    Parameters
+    ----------
+    log_prob : callable (x_t (n,), x_tau (n,)) -> (n,) log density, as for :func:`conditional_density_error`
+    x_range : (float, float)
+        Where the learned model was trained.
+    every : int
+        Keep every ``every``-th fine-grid point inside ``x_range``.
+
+    Returns
+    -------
+    yy : np.ndarray, shape (n,)
+        The grid (start and end points alike).
+    P_exact, P_model : np.ndarray, shape (n, n)
+        Densities per unit y; row: start point, column: end point.
+    """
+    inside = (ref.x >= x_range[0]) & (ref.x <= x_range[1])
+    yy = ref.x[inside][::every]
+    P_exact = ref.transition_density(yy)[:, inside][:, ::every]
+    P_model = np.exp(log_prob(np.repeat(yy, len(yy)), np.tile(yy, len(yy)))).reshape(len(yy), len(yy))
+    return yy, P_exact, P_model

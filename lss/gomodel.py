@@ -230,6 +230,52 @@ def free_energy_basins(q, bins: int = 32, unfolded_below: float = 0.6, folded_ab
     return out
 
 
+def describe_basins(basins: dict) -> str:
+    """:func:`free_energy_basins` in one line: the two minima and the barrier, in kT."""
+    if basins["barrier_kT"] is None:
+        return "F(Q) does not show two basins in these data"
+    return (f"F(Q): unfolded minimum at Q = {basins['q_unfolded']:.2f}, folded at Q = {basins['q_folded']:.2f}, "
+            f"barrier at Q = {basins['q_barrier']:.2f}, {basins['barrier_kT']:.1f} kT above the higher minimum")
+
+
+def core_summary(q, rg, rmsd, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED) -> dict:
+    """Radius of gyration and RMSD to native in the folded and unfolded cores (transition-based assignment).
+
+    Parameters
+    ----------
+    q, rg, rmsd : list of np.ndarray (n_frames,)
+        Per trajectory: fraction of native contacts, radius of gyration (nm) and C-alpha RMSD to the
+        native structure (nm) of its frames.
+    lo, hi : float
+        The Q cores (:func:`core_states`).
+
+    Returns
+    -------
+    dict ``{"folded": ..., "unfolded": ...}``, each ``{"rg_nm": [mean, std], "rmsd_nm": [mean, std]}``
+    over the frames assigned to that core, or None where the core was never visited.
+    """
+    st_all = np.concatenate([core_states(a, lo, hi) for a in q])
+    rg_all, rmsd_all = np.concatenate(rg), np.concatenate(rmsd)
+    summary = {}
+    for name, s in (("folded", 1), ("unfolded", 0)):
+        m = st_all == s
+        summary[name] = {"rg_nm": [float(rg_all[m].mean()), float(rg_all[m].std())],
+                         "rmsd_nm": [float(rmsd_all[m].mean()), float(rmsd_all[m].std())]} if m.any() else None
+    return summary
+
+
+def describe_cores(summary: dict) -> str:
+    """:func:`core_summary` in words: one line per core, Rg and RMSD (mean +/- std, nm)."""
+    lines = []
+    for name, v in summary.items():
+        if v is None:
+            lines.append(f"{name:>8}: never visited")
+            continue
+        lines.append(f"{name:>8}: Rg {v['rg_nm'][0]:.3f} +/- {v['rg_nm'][1]:.3f} nm, "
+                     f"RMSD {v['rmsd_nm'][0]:.3f} +/- {v['rmsd_nm'][1]:.3f} nm")
+    return "\n".join(lines)
+
+
 def folding_events(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED, min_dwell: int = 5) -> np.ndarray:
     """Folding events that commit: passages from the unfolded core into the folded core that stay there.
 
@@ -293,6 +339,14 @@ def pick_folding_event(q, lo: float = Q_UNFOLDED, hi: float = Q_FOLDED, min_dwel
     i, t = np.unravel_index(int(np.argmax(qa)), qa.shape)
     return {"traj": int(i), "start": int(max(0, t - min_dwell)), "end": int(t), "n_events": 0,
             "path_frames": int(t - max(0, t - min_dwell)), "median_path_frames": None}
+
+
+def describe_folding_event(event: dict, n_traj: int, timestep: float, time_unit: str) -> str:
+    """:func:`pick_folding_event` in one line: how many committed events, and the one picked (frames and
+    duration; ``timestep`` is the time between frames, in ``time_unit``)."""
+    return (f"{event['n_events']} committed folding events in {n_traj} trajectories (median path "
+            f"{event['median_path_frames']} lag steps); shown: trajectory {event['traj']}, frames {event['start']} -> "
+            f"{event['end']} ({(event['end'] - event['start']) * timestep:g} {time_unit})")
 
 
 # ------------------------------------------------------------------------- the three metastable states
@@ -391,6 +445,17 @@ def state_kinetics(q, flip, frame_time: float, stride: int = 1, n_blocks: int = 
 
     labels = [metastable_cores(q=np.asarray(a)[::stride], flip=np.asarray(b)[::stride]) for a, b in zip(q, flip)]
     return kin(labels, len(STATES), frame_time * stride, n_blocks=n_blocks, random_state=random_state)
+
+
+def describe_states(st: dict, time_unit: str) -> str:
+    """:func:`state_kinetics` in words: one line per state, its population (+/- block s.e.) and the mean
+    first-passage times (in ``time_unit``, with the number of passages) to the other two states."""
+    mf = st["mfpt"]
+    return "\n".join(
+        f"{name:>9}: population {st['p'][k]:.3f} +/- {st['se'][k]:.3f}; mean first-passage time to "
+        + ", ".join(f"{STATES[j]} {mf['mean'][k, j]:.3g} {time_unit} ({mf['n'][k, j]})"
+                    for j in range(len(STATES)) if j != k)
+        for k, name in enumerate(STATES))
 
 
 def count_flips(flip) -> int:
@@ -580,6 +645,32 @@ def measure_speed(platform: str, model: GoModel | None = None, n_steps: int = 20
     return n_steps / (_time.perf_counter() - t0)
 
 
+def md_cost(trajectory_ps: float, sim: dict, n_steps: int = 20000, n_cores: int | None = None) -> dict:
+    """What the same trajectory would cost by MD of the Go model: a short timed run, extrapolated.
+
+    Parameters
+    ----------
+    trajectory_ps : float
+        Total trajectory time wanted (all trajectories together), ps of model time.
+    sim : dict
+        The record of the simulation the data came from (``TrpcageDataset.meta["simulation"]``):
+        its ``timestep_ps`` and ``temperature_K`` are used.
+    n_steps : int
+        Langevin steps timed (:func:`measure_speed`, Reference platform, one core).
+    n_cores : int, optional
+        Cores the MD would run on in parallel (default: ``os.cpu_count()``).
+
+    Returns
+    -------
+    dict: ``speed`` (steps/s per core), ``steps`` (Langevin steps needed), ``seconds`` (wall seconds
+    on ``n_cores`` cores) and ``n_cores``.
+    """
+    speed = measure_speed("Reference", n_steps=n_steps, timestep=sim["timestep_ps"], temperature=sim["temperature_K"])
+    n_cores = n_cores or os.cpu_count() or 1
+    steps = trajectory_ps / sim["timestep_ps"]
+    return {"speed": speed, "steps": steps, "seconds": steps / (speed * n_cores), "n_cores": n_cores}
+
+
 def choose_platform(model: GoModel | None = None, candidates=("Reference", "CPU", "CUDA", "OpenCL"),
                     n_steps: int = 1000) -> str:
     """Name of the fastest available OpenMM platform for this 20-particle system, by measurement.
@@ -714,6 +805,14 @@ def simulate(n_steps: int, save_every: int, temperature: float = 300.0, seed: in
     if info is not None:
         info.update(inf)
     return _as_traj(xyz, save_every, timestep)
+
+
+def describe_simulation(sim: dict) -> str:
+    """The record of a Go-model simulation (``TrpcageDataset.meta["simulation"]``, written by
+    :func:`lss.data.make_go_dataset`) in one line: platform, processes, speed, wall and CPU seconds."""
+    return (f"platform {sim['platform']}, {sim['n_jobs']} process(es), {sim['steps_per_s_per_traj']} steps/s per "
+            f"trajectory; simulation wall time {sim.get('wall_s'):.1f} s, CPU time per trajectory {sim.get('cpu_s_per_traj')} s "
+            "(when it was made; on a shared machine the wall time exceeds the CPU time)")
 
 
 def trajectory_seeds(seed: int, n_traj: int) -> list[int]:

@@ -470,6 +470,14 @@ def ck_passes(ck: dict, which: str = "reference", n_se: float = 3.0, min_populat
     return bool(np.all(d[ok] <= n_se * err[ok]))
 
 
+def ck_max_deviation(ck: dict, min_population: float = 0.02) -> float:
+    """Largest ``|P_other - P_predicted|`` of a CK test in block standard errors of the reference's probabilities,
+    over the sets holding at least ``min_population`` (:func:`chapman_kolmogorov` with ``n_blocks``)."""
+    big = ck["populations"] >= min_population
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.nanmax((np.abs(ck["other"] - ck["predicted"]) / ck["reference_err"])[:, big]))
+
+
 def msm_timescales_vs_lag(dtrajs, lags, k: int = 3, n_blocks: int | None = 5) -> dict:
     """Implied timescales of MSMs (deeptime, reversible MLE) of one discretisation at several lags.
 

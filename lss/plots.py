@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import analysis as A
-from .structure import bond_lengths
+from .structure import bond_lengths, ca_distances, pair_rmsd, radius_of_gyration
 
 #: colours of the ensembles, the same in every decoder figure
 COLORS = {"MD": "0.45", "nearest neighbour": "C7", "cWGAN": "C3", "cWGAN, min/max scaling": "C1", "flow": "C0"}
@@ -70,7 +70,7 @@ def decoder_ensembles(bench, ensembles: dict, q_fn):
 
     fig, axs = plt.subplots(1, 3, figsize=(13, 3.4))
     qb = np.linspace(0, 1, 33)
-    b_md, rg_md = bench.bonds.ravel(), A.radius_of_gyration(bench.xyz)
+    b_md, rg_md = bench.bonds.ravel(), radius_of_gyration(bench.xyz)
     bb = np.linspace(b_md.min() - 0.03, b_md.max() + 0.03, 60)
     rb = np.linspace(rg_md.min() * 0.9, rg_md.max() * 1.1, 60)
     for ax, data, bins in ((axs[0], bench.q, qb), (axs[1], b_md, bb), (axs[2], rg_md, rb)):
@@ -79,7 +79,7 @@ def decoder_ensembles(bench, ensembles: dict, q_fn):
         c = _color(name, k)
         axs[0].hist(q_fn(xyz), qb, density=True, histtype="step", lw=1.6, color=c, label=name)
         axs[1].hist(np.clip(bond_lengths(xyz).ravel(), bb[0], bb[-1]), bb, density=True, histtype="step", lw=1.4, color=c)
-        axs[2].hist(A.radius_of_gyration(xyz), rb, density=True, histtype="step", lw=1.4, color=c)
+        axs[2].hist(radius_of_gyration(xyz), rb, density=True, histtype="step", lw=1.4, color=c)
     axs[0].set(xlabel="fraction of native contacts Q", ylabel="density", title="Q of the decoded structures")
     axs[1].set(xlabel="C-alpha virtual bond [nm] (clipped to the axis)", title="bonds", yscale="log")
     axs[2].set(xlabel="radius of gyration [nm]", title="Rg")
@@ -101,7 +101,7 @@ def decoder_tica(bench, ensembles: dict, max_dF: float = 6.0):
         if name == "MD (held out)":
             F, title = bench.F[1], name
         else:
-            tics = A.project(bench.tica, A.ca_distances(ensembles[name]))
+            tics = A.project(bench.tica, ca_distances(ensembles[name]))
             F = A.free_energy_2d(tics[:, 0], tics[:, 1], bins=(bench.grid[0], bench.grid[1]))[2]
             both = A.sampled_region(bench.F[1], max_dF=max_dF) & np.isfinite(F)
             rmse = A.aligned_rmse(bench.F[1], F, mask=both) if both.any() else float("nan")
@@ -123,7 +123,7 @@ def decoder_pairs(bench, ensembles: dict):
     fig, axs = plt.subplots(1, 2, figsize=(8.5, 3.6))
     mean_md, sd_md = bench.d.mean(0), bench.d.std(0)
     for k, (name, xyz) in enumerate(ensembles.items()):
-        d = A.ca_distances(xyz)
+        d = ca_distances(xyz)
         axs[0].plot(mean_md, d.mean(0), ".", ms=4, color=_color(name, k), label=name)
         axs[1].plot(sd_md, d.std(0), ".", ms=4, color=_color(name, k))
     for ax, ref in ((axs[0], mean_md), (axs[1], sd_md)):
@@ -178,7 +178,7 @@ def decoder_fidelity(bench, fidelity: dict):
     target = np.repeat(bench.xyz[bench.fid_idx], bench.n_per_point, 0)
     curves = {"nearest neighbour": bench.nearest_neighbour(np.repeat(bench.latent[bench.fid_idx], bench.n_per_point, 0))}
     curves.update(fidelity)
-    r_all = {k: A.pair_rmsd(np.asarray(v, np.float32), target) for k, v in curves.items()}
+    r_all = {k: pair_rmsd(np.asarray(v, np.float32), target) for k, v in curves.items()}
     e = np.linspace(0, max(float(r.max()) for r in r_all.values()), 50)
     for k, (name, r) in enumerate(r_all.items()):
         ax.hist(r, e, density=True, histtype="step", lw=1.5, color=_color(name, k),
@@ -998,50 +998,6 @@ def mdn_stationary(Z: np.ndarray, ensembles: dict, n_bins: int = 50):
     return fig, tv
 
 
-def chapman_kolmogorov_sets(ck: dict, msm_lag: int, n_states: int, min_population: float = 0.02):
-    """The Chapman-Kolmogorov test between metastable sets: MSM prediction, MD and LSS, one panel per pair.
-
-    Parameters
-    ----------
-    ck : dict
-        :func:`lss.msm.chapman_kolmogorov` output: ``k`` (n_k,), ``predicted``, ``reference`` (MD),
-        ``other`` (LSS) and ``reference_err`` (n_k, n_sets, n_sets) probabilities, ``populations``
-        (n_sets,).
-    msm_lag : int
-        Lag of the MSM, frames.
-    n_states : int
-        States lumped into the sets (for the title).
-    min_population : float
-        Sets below it are drawn but marked "not tested".
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    ks, S = ck["k"], ck["predicted"].shape[1]
-    big = ck["populations"] >= min_population
-    fig, axs = plt.subplots(S, S, figsize=(2.4 * S, 2.1 * S), sharex=True, sharey=True, squeeze=False)
-    for a in range(S):
-        for b in range(S):
-            ax = axs[a, b]
-            band = 2 * ck["reference_err"][:, a, b]
-            ax.fill_between(ks, ck["predicted"][:, a, b] - band, ck["predicted"][:, a, b] + band, color="0.85",
-                            label="MSM ± 2 MD block s.e.")
-            ax.plot(ks, ck["predicted"][:, a, b], "k-", label="MSM of MD, $T^k$")
-            ax.plot(ks, ck["reference"][:, a, b], "ko", ms=4, mfc="none", label="MD")
-            ax.plot(ks, ck["other"][:, a, b], "C3s--", ms=3, label="LSS")
-            ax.set_title(f"{a} → {b}" + ("" if big[a] else f" (set {a}: {ck['populations'][a]:.1%}, not tested)"), fontsize=7)
-            ax.set_ylim(-0.02, 1.02)
-    for ax in axs[-1]:
-        ax.set_xlabel(f"k (MSM lags of {msm_lag} frames)")
-    axs[0, 0].legend(fontsize=6)
-    fig.suptitle(f"Chapman-Kolmogorov test: {S} PCCA+ sets of {n_states} states, MSM lag {msm_lag} frames", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def msm_timescales_vs_lag(its_md: dict, its_lss: dict, tau: int, frame_time: float, unit: str):
     """The slowest MSM implied timescale against the MSM lag, for MD and for the LSS, with block spreads.
 
@@ -1543,7 +1499,8 @@ def first_passage_times(mfpt: dict, style: dict, unit: str, directions=("folding
     return fig
 
 
-def ck_grid(ck: dict, reference: str = "MD", title: str = "", min_population: float = 0.02, style: dict | None = None):
+def ck_grid(ck: dict, reference: str = "MD", title: str = "", min_population: float = 0.02, style: dict | None = None,
+            xlabel: str = r"$k$ (lags)"):
     """Chapman-Kolmogorov test between metastable sets: the MSM's prediction T^k with two block standard
     errors of the reference's counted probabilities, and each ensemble's counted probabilities.
 
@@ -1573,7 +1530,7 @@ def ck_grid(ck: dict, reference: str = "MD", title: str = "", min_population: fl
             ax.set_title(f"{a} → {b}" + ("" if tested else f" ({first['populations'][a]:.1%}: not tested)"), fontsize=7)
             ax.set_ylim(-0.02, 1.02)
     for ax in axs[-1]:
-        ax.set_xlabel(r"$k$ (lags)")
+        ax.set_xlabel(xlabel)
     axs[0, 0].legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

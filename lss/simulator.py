@@ -160,6 +160,21 @@ class GeneratedEnsemble:
         return (f"GeneratedEnsemble(n_traj={self.n_traj}, n_frames={self.n_frames}, "
                 f"timestep={self.timestep:g} {self.time_unit}, decoded={self.xyz is not None}, seed={self.seed})")
 
+    def summary(self, wall_s: float, peak_mb: float) -> str:
+        """The ensemble, its speed and its cost, in two lines.
+
+        Parameters
+        ----------
+        wall_s : float
+            Wall seconds the generation took (measured by the caller, e.g. with the mdtraj trajectories).
+        peak_mb : float
+            Peak resident memory during the generation, MB (:class:`lss.utils.PeakMemory`).
+        """
+        t = self.timings
+        return (f"{self!r}\nin memory: {wall_s:.2f} s wall = {self.n_traj * self.n_frames / wall_s:,.0f} frames/s; "
+                f"CPU: propagation {t['propagate_cpu_s']:.2f} s, decoding {t['decode_cpu_s']:.2f} s; "
+                f"peak RSS {peak_mb:,.0f} MB")
+
 
 # ----------------------------------------------------------------------------------- simulator
 class LatentSpaceSimulator(Estimator):
@@ -583,6 +598,61 @@ class LatentSpaceSimulator(Estimator):
                    time_unit=state["time_unit"], config=state["config"],
                    data_fingerprint=state["data_fingerprint"], start_latent=state["start_latent"])
 
+    @classmethod
+    def build_checked(cls, encoder, propagator, decoder, topology: md.Topology, frame_time: float, time_unit: str,
+                      path, start_xyz=None, start_latent=None, srv=None, config: dict | None = None,
+                      start_frames=None, data_fingerprint: str | None = None, device: str = "cpu",
+                      random_state: int = 0, log=print) -> "LatentSpaceSimulator":
+        """Build a simulator, save it, load it back and check the round trip; return the loaded one.
+
+        The configuration stored in the file is ``config`` followed by the parameters of ``srv``,
+        ``propagator`` and ``decoder`` (``progress`` left out) and ``start_frames``. Two checks, each
+        an ``AssertionError`` when it fails: the loaded simulator's encoder reproduces ``start_latent``
+        from ``start_xyz`` (max absolute difference < 1e-3; only with an encoder), and the built and the
+        loaded simulator generate identical trajectories (2 x 50 steps) for ``random_state``.
+
+        Parameters
+        ----------
+        encoder, propagator, decoder, topology, frame_time, time_unit, data_fingerprint
+            As for :class:`LatentSpaceSimulator` (``encoder`` may be None: no encoding then).
+        path : str or Path
+            The simulator file (:meth:`save`).
+        start_xyz : np.ndarray, shape (n_starts, n_atoms, 3), nm, optional
+            Start structures; ``start_latent`` (n_starts, m) their latent points, the simulator's default
+            starts.
+        srv : lss.srv.SRV, optional
+            The SRV behind the encoder (its parameters go into the configuration).
+        config : dict, optional
+            Provenance (profile, notebook, data source) put first in the configuration.
+        start_frames : array-like of int, optional
+            Indices of the start frames in the training data (recorded in the configuration).
+        device : str
+            Device of the loaded simulator.
+        log : callable or None
+            Where the description and the checks' results go (``print``).
+        """
+        params = lambda est: {k: v for k, v in est.get_params().items() if k != "progress"}  # noqa: E731
+        config = dict(config or {}) | {"srv": params(srv) if srv is not None else None, "mdn": params(propagator),
+                                       "decoder": {"class": type(decoder).__name__, **params(decoder)}}
+        if start_frames is not None:
+            config["start_frames"] = np.asarray(start_frames).tolist()
+        built = cls(encoder, propagator, decoder, topology, frame_time=frame_time, time_unit=time_unit, config=config,
+                    data_fingerprint=data_fingerprint, start_latent=start_latent)
+        path = built.save(path)
+        sim = cls.load(path, device=device)
+        log = log or (lambda *a: None)
+        log(sim)
+        log(f"saved {path} ({path.stat().st_size / 2**20:.1f} MB); one step = {sim.timestep:g} {sim.time_unit} "
+            f"({sim.timestep_ps:g} ps); data fingerprint {sim.data_fingerprint}")
+        if encoder is not None and start_xyz is not None:
+            enc_err = float(np.abs(sim.encode(md.Trajectory(np.asarray(start_xyz), topology)) - start_latent).max())
+            log(f"start structures encoded by the simulator vs notebook 03's latent points: max difference {enc_err:.1e}")
+            assert enc_err < 1e-3, "the simulator's encoder chain must reproduce the SRV coordinates of notebook 03"
+        check, again = (s_.generate(2, 50, random_state=random_state) for s_ in (built, sim))
+        assert np.array_equal(check.xyz, again.xyz), "the saved and reloaded simulator must generate the same trajectories"
+        log("round trip: the reloaded simulator generates identical trajectories for the same seed")
+        return sim
+
     def checksum(self) -> str:
         """SHA-256 of the simulator's content (networks, scalers, topology, configuration)."""
         return content_hash(self.state())
@@ -647,3 +717,52 @@ class LatentSpaceSimulator(Estimator):
                 "data_fingerprint": self.data_fingerprint, "config": self.config,
                 "versions": getattr(self, "versions_", None)}
 
+
+def describe_generation(gen: dict, peak_mb: float | None = None) -> str:
+    """What :meth:`LatentSpaceSimulator.generate_to_disk` wrote, in two lines: speed, chunks, memory, files.
+
+    Parameters
+    ----------
+    gen : dict
+        Its return value (``generation.json``).
+    peak_mb : float, optional
+        Peak resident memory while writing, MB.
+    """
+    mem = "" if peak_mb is None else f", peak RSS {peak_mb:,.0f} MB"
+    return (f"to disk ({gen['trajectory_format']}): {gen['timings_s']['total']:.2f} s = {gen['frames_per_s']:,.0f} frames/s, "
+            f"{gen['n_chunks']} chunks of at most {gen['max_chunk_frames']:,} frames{mem}\n"
+            f"files: {gen['files'][0]} ... {gen['files'][-1]}, {gen['topology']}, {gen['latent']}, generation.json "
+            f"(time step {gen['timestep']:g} {gen['time_unit']})")
+
+
+def record_generation(rec, ens: GeneratedEnsemble, gen: dict, wall_s: float, peak_mb: float, paper_sized: bool,
+                      md_seconds: float | None = None) -> None:
+    """Record notebook 06's performance numbers through ``rec`` (:class:`lss.results.Recorder`).
+
+    ``lss_generate_seconds`` (target <= 10 s) and ``lss_frames_per_second`` (>= 100,000) are assessed
+    for the paper-sized ensemble only; then the frames, CPU seconds of propagation and decoding, the
+    to-disk seconds, the peak memory (MB), the clipped fraction and, with ``md_seconds``, the MD
+    equivalent and the speed-up. Descriptions: the metric catalog.
+
+    Parameters
+    ----------
+    ens : GeneratedEnsemble
+        The in-memory ensemble; ``gen`` what :meth:`LatentSpaceSimulator.generate_to_disk` returned.
+    wall_s : float
+        Wall seconds of the in-memory generation; ``peak_mb`` its peak resident memory.
+    paper_sized : bool
+        Whether the ensemble is at least the paper's (100 x 10,440 steps).
+    md_seconds : float, optional
+        Wall seconds of Go-model MD for the same trajectory time (:func:`lss.gomodel.md_cost`).
+    """
+    fps = ens.n_traj * ens.n_frames / wall_s
+    rec("lss_generate_seconds", wall_s, target="<= 10 s for the paper-sized ensemble (2 CPU cores)" if paper_sized else None,
+        met=bool(wall_s <= 10) if paper_sized else None)
+    rec("lss_frames_per_second", fps, target=">= 100,000 for the paper-sized ensemble (2 CPU cores)" if paper_sized else None,
+        met=bool(fps >= 100_000) if paper_sized else None)
+    rec.many(lss_ensemble_frames=ens.n_traj * ens.n_frames,
+             lss_cpu_seconds=[ens.timings["propagate_cpu_s"], ens.timings["decode_cpu_s"]],
+             lss_to_disk_seconds=gen["timings_s"]["total"], lss_peak_memory_mb=peak_mb,
+             lss_clipped_fraction=ens.clipped_fraction)
+    if md_seconds is not None:
+        rec.many(md_equivalent_seconds=md_seconds, md_over_lss_speedup=md_seconds / wall_s)

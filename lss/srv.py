@@ -185,6 +185,20 @@ def timescales_from_eigenvalues(eigenvalues, lag: float) -> np.ndarray:
     return out
 
 
+def choose_lag(scan: dict, lag: int | None = None, tol: float = 0.1, n_slow: int = 1) -> tuple[int, str]:
+    """The SRV lag (frames) and how it was chosen: ``lag`` if given, else the lag rule
+    (:func:`lss.kinetics.converged_lag`: t1..t_n_slow within ``tol`` of every longer lag) on the scan of
+    :func:`implied_timescales_vs_lag`, else the longest scanned lag."""
+    from .kinetics import converged_lag
+
+    if lag is not None:
+        return int(lag), "set by the lag parameter"
+    rule = converged_lag(scan["lags"], scan["timescales"], tol=tol, n_slow=n_slow)
+    if rule is not None:
+        return int(rule), f"lag rule: t1..t{n_slow} within {tol:.0%} of every longer lag"
+    return int(scan["lags"][-1]), "longest scanned lag: t1 has not converged within the scan (scan longer lags)"
+
+
 def choose_n_components(eigenvalues, min_components: int = 1, max_components: int | None = None) -> int:
     """The latent dimension ``m`` at the largest gap of the eigenvalue spectrum.
 
@@ -744,6 +758,19 @@ class SRV(Estimator):
         """Implied timescales of all eigenfunctions, ``timescales_ * frame_time`` (units of ``frame_time``)."""
         self._check_fitted()
         return self.timescales_ * float(frame_time)
+
+    def describe_spectrum(self) -> str:
+        """One line per eigenfunction: eigenvalue (held out), implied timescale in frames and lags, the fraction
+        of frames carrying half its variance, and whether it is kept (as which psi) or skipped as rare."""
+        self._check_fitted()
+        lines = []
+        for i in range(self.n_output_):
+            t, role = self.timescales_[i], (f" -> psi_{self.modes_.index(i) + 1}" if i in self.modes_
+                                            else " (rare)" if i in self.rare_modes_ else "")
+            lines.append(f"phi_{i + 1}: lambda = {self.eigenvalues_[i]:7.4f} (held out {self.heldout_eigenvalues_[i]:7.4f}), "
+                         f"t = {t:7.1f} frames = {t / self.lag:5.2f} lags; half its variance from "
+                         f"{100 * self.variance_concentration_[i]:5.2f} % of frames{role}")
+        return "\n".join(lines + [f"kept {self.modes_} (m = {self.n_components_}) by: {self.dimension_rule_}"])
 
     def eigenvalues_at(self, X, lag: int) -> np.ndarray:
         """Eigenvalues of the learned basis re-estimated at another lag (frames), descending.

@@ -1,0 +1,35 @@
+"""The notebooks stay readable: short cells, a bounded whole, logic in lss (issue 23's targets)."""
+import json
+
+import pytest
+
+from lss import paths
+
+NOTEBOOKS = sorted(paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+MAX_CELL, MAX_TOTAL, MAX_07 = 25, 1_100, 250
+
+
+def code_lines(nb) -> list[int]:
+    """Code lines of each code cell: lines that are not blank and not ``#`` comments."""
+    cells = json.loads(nb.read_text())["cells"]
+    return [sum(1 for line in "".join(c["source"]).splitlines() if line.strip() and not line.strip().startswith("#"))
+            for c in cells if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_code_cell_is_longer_than_a_screen(nb):
+    long = [(i, n) for i, n in enumerate(code_lines(nb)) if n > MAX_CELL]
+    assert not long, f"code cells (index, lines) over {MAX_CELL} lines: {long}; move the logic into lss"
+
+
+def test_the_notebooks_together_stay_within_their_budget():
+    per = {nb.stem: sum(code_lines(nb)) for nb in NOTEBOOKS}
+    assert sum(per.values()) <= MAX_TOTAL, per
+    assert per["07_analysis"] <= MAX_07, per["07_analysis"]
+
+
+def test_the_counter_counts_code_not_comments(tmp_path):
+    nb = tmp_path / "x.ipynb"
+    nb.write_text(json.dumps({"cells": [{"cell_type": "code", "source": ["# a comment\n", "\n", "x = 1\n", "  # indented\n", "y = 2"]},
+                                        {"cell_type": "markdown", "source": ["x = 1"]}]}))
+    assert code_lines(nb) == [2]
