@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU build of PyTorch by default. GPU users: make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124" ...
+# CPU build of PyTorch by default, from PyTorch's CPU index (about 190 MB instead of the CUDA stack's several GB);
+# where that index cannot be reached, the same pin from the default index. GPU users:
+# make TORCH_INDEX=https://download.pytorch.org/whl/cu124 TORCH_SPEC=torch ...
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PROFILE ?= cpu
 
 .PHONY: venv reproduce smoke class site test clean-runs
@@ -11,7 +14,9 @@ PROFILE ?= cpu
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet --retries 1 --timeout 20 --index-url $(TORCH_INDEX) $(TORCH_SPEC) \
+	  || { echo "PyTorch's index ($(TORCH_INDEX)) unreachable: installing $(TORCH_SPEC) from the default index"; \
+	       $(PY) -m pip install --quiet $(TORCH_SPEC); }
 	$(PY) -m pip install --quiet -e '.[test]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lss)" >/dev/null
 	touch $@

@@ -294,7 +294,8 @@ def make_go_dataset(n_traj: int = 1, n_steps: int = 300_000, save_every: int = 3
             "wall_s": round(wall, 2),
             "steps_per_s_per_traj": [round(i["steps_per_s"]) for i in infos],
             "cpu_s_per_traj": [round(i["cpu_s"], 2) for i in infos],
-            "load_average_1min": (lambda v: round(v, 2) if v == v else None)(load_average()[0]),  # None on Windows "cpu_count": os.cpu_count(),
+            "load_average_1min": (lambda v: round(v, 2) if v == v else None)(load_average()[0]),  # None on Windows
+            "cpu_count": os.cpu_count(),
             "sha256": sha, "content_hash": hash_obj(sha), "cache_key": key,
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "versions": {"lss": __version__, "openmm": openmm.__version__, "mdtraj": md.__version__},

@@ -16,6 +16,7 @@ runner command that makes it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +39,8 @@ class Step:
         The notebook's stem, e.g. ``"03_srv"``.
     namespace : dict
         The notebook's ``globals()``: :func:`lss.reproduce.apply_profile` sets the profile's parameters
-        there in an interactive run (the runner has injected them already).
+        there in an interactive run (the runner has injected them already). With ``LSS_THREADS`` set in
+        the environment, torch uses that many threads (interactive kernels too, not only the runner's).
     section : str, optional
         Section of ``metrics.json`` for :attr:`rec` (no recorder without it).
 
@@ -56,6 +58,10 @@ class Step:
 
     def __init__(self, name: str, namespace: dict, section: str | None = None):
         reproduce.apply_profile(namespace, name)
+        if os.environ.get(reproduce.THREADS_ENV):     # e.g. LSS_THREADS=1 on a shared JupyterHub node
+            import torch
+
+            torch.set_num_threads(reproduce._env_threads())
         self.name, self.profile = name, namespace["profile"]
         self.out = paths.run_dir(self.profile, name)
         self.rng = seed_everything(int(namespace.get("seed", 0)))

@@ -357,11 +357,23 @@ def _fmt_s(s: float) -> str:
     return f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
 
 
+#: threads per notebook kernel for every run (the runner, and kernels in JupyterLab through lss.notebook.Step)
+THREADS_ENV = "LSS_THREADS"
+
+
+def _env_threads() -> int:
+    """``LSS_THREADS`` as a whole number >= 1, or a ParamsError saying what is wrong with it."""
+    v = os.environ.get(THREADS_ENV, "")
+    if not v.strip().isdigit() or int(v) < 1:
+        raise ParamsError(THREADS_ENV, None, f"{v!r} is not a thread count", "set it to a whole number >= 1, e.g. 1")
+    return int(v)
+
+
 def run(profile: str | None = None, params_file: str | None = None, only: list[str] | None = None,
         force: bool = False, log=print, threads: int | None = None) -> dict[str, float]:
     """Run the profile's notebooks; return ``{step: seconds}`` of the steps that ran.
 
-    ``threads``: when given, the notebooks' kernels run with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``
+    ``threads``: when given (or set by the ``LSS_THREADS`` environment variable), the notebooks' kernels run with ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``
     set to it (PyTorch's intra-op threads). On cores that other processes share, 1 is faster: measured
     for one cWGAN epoch of notebook 05, 2.4 s on 2 free cores, 10.1 s with 2 threads and one core busy,
     1.9 s with 1 thread and one core busy. None (default) leaves the environment as it is.
@@ -383,6 +395,8 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
     # figures/ is written only by the committed cpu profile run here (paths.figures_dir)
     committed = params_file is None or Path(params_file).resolve() == paths.params_file(profile).resolve()
     publish = profile if (committed and profile == paths.PUBLISHED_PROFILE) else ""
+    if threads is None and os.environ.get(THREADS_ENV):
+        threads = _env_threads()
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ParamsError("--threads", None, f"{threads!r} is not a thread count", "give a whole number >= 1")
     thread_vars = ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if threads else ()
@@ -424,6 +438,11 @@ def _run_steps(pm, params, profile, steps, only, force, log, timed: bool = False
             pm.execute_notebook(str(paths.notebooks_dir() / f"{step}.ipynb"), str(out_dir / f"{step}.ipynb"),
                                 parameters=parameters, kernel_name="python3", cwd=str(paths.notebooks_dir()),
                                 progress_bar=sys.stderr.isatty(), log_output=False, config=kernel_config)
+        except KeyboardInterrupt:
+            done = [s for s in steps[:i] if _state_path(profile, s).exists()]
+            log(f"[{profile}] {step}: interrupted after {_fmt_s(time.perf_counter() - t0)} (Ctrl-C); the steps before it are "
+                f"kept ({', '.join(done) or 'none'}). Resume with: python -m lss.reproduce --profile {profile}")
+            raise SystemExit(130) from None
         except pm.PapermillExecutionError as e:
             log(f"[{profile}] {step}: FAILED after {_fmt_s(time.perf_counter() - t0)} "
                 f"(executed notebook: {out_dir / (step + '.ipynb')})")
@@ -632,6 +651,9 @@ def main(argv=None) -> int:
     only = [o.removesuffix(".ipynb").split("/")[-1] for o in a.only] if a.only else None
     try:
         run(a.profile, a.params, only, a.force, threads=a.threads)
+    except KeyboardInterrupt:        # between steps (a step's own interruption says which step)
+        print("interrupted (Ctrl-C); finished steps are kept: run the same command again to resume", file=sys.stderr)
+        return 130
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

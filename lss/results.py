@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
+import string
 from pathlib import Path
 from typing import Any
 
@@ -298,11 +300,28 @@ class _Context(dict):
         return self.base[name]
 
 
+class _Formatter(string.Formatter):
+    """``str.format`` that writes ``n/a`` for a missing key of a variable (``{sim[cpu_count]}`` where the
+    data's meta lacks it) and still raises for a missing variable (a typo in the catalog)."""
+
+    def get_field(self, field_name, args, kwargs):
+        try:
+            return super().get_field(field_name, args, kwargs)
+        except (KeyError, IndexError, AttributeError, TypeError):
+            first = re.split(r"[.\[]", field_name, maxsplit=1)[0]
+            kwargs[first]                      # a missing variable raises KeyError here
+            return "n/a", first
+
+    def format_field(self, value, format_spec):
+        return value if value == "n/a" else super().format_field(value, format_spec)
+
+
+_FORMATTER = _Formatter()
+
+
 def _catalog_entry(section: str, key: str) -> tuple[dict | None, dict]:
     """The catalog entry of ``key``: an exact key, else the first pattern key (``"rg_{k}"``) matching it,
     with the matched fields (``{"k": "lss"}``)."""
-    import re
-
     entries = catalog().get(section, {})
     if key in entries:
         return entries[key], {}
@@ -375,11 +394,11 @@ class Recorder:
             raise KeyError(f"{self.section}.{key} is not in lss/resources/metrics.yaml: give unit and how, or add it there")
         ctx = _Context(self.context, fields)
         try:
-            unit = unit if unit is not None else str(entry.get("unit", "1")).format_map(ctx)
-            how = how if how is not None else str(entry["how"]).format_map(ctx)
+            unit = unit if unit is not None else _FORMATTER.vformat(str(entry.get("unit", "1")), (), ctx)
+            how = how if how is not None else _FORMATTER.vformat(str(entry["how"]), (), ctx)
         except KeyError as e:
-            raise KeyError(f"the description of {self.section}.{key} names {e}, which the recorder's context "
-                           f"(the notebook's variables) does not hold") from None
+            raise KeyError(f"the description of {self.section}.{key} (lss/resources/metrics.yaml) needs {e}, which the "
+                           f"notebook's variables do not provide (neither a variable nor a key of one)") from None
         if "paper" in entry and "paper" not in kw:
             kw = kw | {"paper": entry["paper"]}
         return unit, how, kw

@@ -253,3 +253,44 @@ def test_load_average_is_nan_where_the_system_has_none(monkeypatch):
     assert all(v >= 0 for v in load_average())
     monkeypatch.delattr(os, "getloadavg")
     assert all(v != v for v in load_average())
+
+
+def test_ctrl_c_stops_with_one_line_naming_the_step_and_how_to_resume(fake_root, monkeypatch, capsys):
+    import papermill as pm
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pm, "execute_notebook", interrupted)
+    lines = []
+    with pytest.raises(SystemExit) as e:
+        reproduce.run("smoke", log=lines.append)
+    assert e.value.code == 130
+    assert "01_four_well: interrupted" in lines[-1] and "python -m lss.reproduce --profile smoke" in lines[-1]
+    assert "Traceback" not in "\n".join(lines)
+
+
+def test_lss_threads_sets_the_kernels_threads_and_is_checked(fake_root, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    body = ("import os\nfrom lss import paths\n"
+            "(paths.run_dir(profile, '01_four_well') / 'out.txt').write_text(os.environ.get('OMP_NUM_THREADS', '-'))\n")
+    nbformat.write(_notebook(body), fake_root / "notebooks" / "01_four_well.ipynb")
+    monkeypatch.setenv("LSS_THREADS", "1")
+    reproduce.run("smoke", log=lambda s: None)
+    assert (fake_root / "runs/smoke/01_four_well/out.txt").read_text() == "1"
+    monkeypatch.setenv("LSS_THREADS", "two")
+    with pytest.raises(reproduce.ParamsError, match="LSS_THREADS"):
+        reproduce.run("smoke", log=lambda s: None, force=True)
+
+
+def test_an_interactive_step_honours_lss_threads(fake_root, monkeypatch):
+    import torch
+
+    from lss.notebook import Step
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("LSS_THREADS", "1")
+    try:
+        Step("01_four_well", {"profile": "smoke", "seed": 0})
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -1,4 +1,5 @@
 """metrics.json / REPORT.md: values are recorded with units and rendered."""
+import pytest
 import json
 
 import numpy as np
@@ -79,3 +80,15 @@ def test_the_metric_catalog_is_well_formed():
             assert set(e) <= {"unit", "how", "paper"}, (section, key, sorted(e))
             assert isinstance(e.get("how"), str) and e["how"].strip(), (section, key)
             assert isinstance(e.get("unit", "1"), str), (section, key)
+
+
+def test_a_description_writes_n_a_for_a_missing_key_and_refuses_a_missing_variable(monkeypatch):
+    from lss import results
+
+    monkeypatch.setattr(results, "_CATALOG", {"s": {"a": {"unit": "nm", "how": "{n} jobs, {sim[cpu_count]} cores, {ft:g}"},
+                                                    "rg_{k}": {"how": "Rg of {k}"}, "b": {"how": "{typo}"}}})
+    rec = results.Recorder("x", "s", "nb", context={"n": 2, "sim": {"n_jobs": 2}, "ft": 0.5})
+    assert rec._described("a", None, None, {})[:2] == ("nm", "2 jobs, n/a cores, 0.5")
+    assert rec._described("rg_lss", None, None, {})[1] == "Rg of lss"
+    with pytest.raises(KeyError, match="typo"):
+        rec._described("b", None, None, {})
