@@ -1,8 +1,8 @@
 """metrics.json / REPORT.md: values are recorded with units and rendered."""
-import pytest
 import json
 
 import numpy as np
+import pytest
 
 from lss import results
 
