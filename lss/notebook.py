@@ -10,8 +10,10 @@ and its last::
 
     step.close(summary={"lag": tau})    # REPORT.md, <out>/summary.json, the targets' verdict
 
-Every loader raises ``FileNotFoundError`` naming the notebook that writes the missing file and the
-runner command that makes it.
+A notebook opened cold (nothing run before it, e.g. in a hosted runtime) catches up: a loader whose
+file is missing runs the notebooks that make it with the runner (:meth:`Step.catch_up`), says so and
+continues; under the runner, or with ``LSS_NO_CATCH_UP`` set, it raises ``FileNotFoundError`` naming
+the notebook and the command that makes the file.
 """
 from __future__ import annotations
 
@@ -70,9 +72,33 @@ class Step:
         self._t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ upstream artifacts
+    def catch_up(self, step: str) -> None:
+        """Run ``step`` and what it needs for this profile with the runner (a notebook opened cold).
+
+        Called when an upstream file is missing and the notebook runs by hand (never under the runner,
+        whose order already made it, nor with ``LSS_NO_CATCH_UP`` set); steps whose outputs are cached
+        are skipped by the runner. Raises ``FileNotFoundError`` when it cannot make them.
+        """
+        import subprocess
+        import sys
+
+        if os.environ.get(reproduce.RUNNER_ENV) or os.environ.get("LSS_NO_CATCH_UP"):
+            raise FileNotFoundError(f"the outputs of {step} ({self.profile} profile) are missing: run it first "
+                                    f"(python -m lss.reproduce --profile {self.profile} --only {step})")
+        steps = reproduce.upstream(step)
+        print(f"{self.name} needs {step}, which has not run for the {self.profile} profile: running "
+              f"{', '.join(steps)} first with the runner (finished steps are skipped) ...", flush=True)
+        cmd = [sys.executable, "-m", "lss.reproduce", "--profile", self.profile] + [a for s in steps for a in ("--only", s)]
+        if subprocess.run(cmd, cwd=str(paths.root())).returncode != 0:
+            raise FileNotFoundError(f"catching up {step} failed: run `{' '.join(cmd[1:])}` in a terminal to see why")
+        print(f"caught up: {', '.join(steps)} ({self.profile} profile); continuing with {self.name}", flush=True)
+
     def path(self, step: str, filename: str = "") -> Path:
-        """``runs/<profile>/<step>/<filename>``; an error naming ``step`` when it is missing."""
-        return require_file(paths.run_dir(self.profile, step) / filename, step)
+        """``runs/<profile>/<step>/<filename>``, made first by :meth:`catch_up` when it is missing."""
+        p = paths.run_dir(self.profile, step) / filename
+        if not (p.exists() if filename else any(p.iterdir())):
+            self.catch_up(step)
+        return require_file(p, step)
 
     def dataset(self, mmap: bool = False):
         """Notebook 02's :class:`lss.data.TrpcageDataset`."""
@@ -92,16 +118,15 @@ class Step:
         from .persist import load_any
 
         step, filename = ARTIFACTS[what]
-        p = paths.run_dir(self.profile, step) / filename
-        if not required and not p.exists():
+        if not required and not (paths.run_dir(self.profile, step) / filename).exists():
             return None
-        return load_any(require_file(p, step))
+        return load_any(self.path(step, filename))
 
     def generation(self):
         """Notebook 06's generated ensemble (:class:`lss.trajio.Generation`)."""
         from .trajio import read_generation
 
-        return read_generation(self.path("06_generate"))
+        return read_generation(self.path("06_generate", "generation.json").parent)
 
     @property
     def elapsed(self) -> float:

@@ -284,6 +284,21 @@ PUBLISH_ENV = paths.PUBLISH_ENV
 #: the runner having injected the profile's parameters already.
 RUNNER_ENV = "LSS_RUNNER"
 
+#: The profile of every notebook run by hand (JupyterLab, a hosted runtime), set once instead of in each
+#: notebook's parameters cell: ``LSS_PROFILE=class jupyter lab``.
+PROFILE_ENV = "LSS_PROFILE"
+
+
+def upstream(step: str) -> list[str]:
+    """Every step ``step`` needs, directly or through others, in run order (``step`` itself last)."""
+    need, todo = set(), [step]
+    while todo:
+        s = todo.pop()
+        if s not in need:
+            need.add(s)
+            todo.extend(STEPS.get(s, []))
+    return [s for s in STEPS if s in need]
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
@@ -524,6 +539,8 @@ def apply_profile(namespace: dict, step: str, log=print) -> dict:
     it reads ``params/<profile>.yaml`` (``common`` + the notebook's section, as the runner does) and
     sets those variables in ``namespace``, printing each change. Rules:
 
+    * a notebook whose profile line still reads ``"smoke"`` takes ``LSS_PROFILE`` from the environment
+      when it is set (the profile set once for all notebooks);
     * nothing happens under the runner (``LSS_RUNNER`` set: it injected the parameters), for
       ``profile = "smoke"`` (the defaults already are the smoke profile), or when there is no
       ``params/<profile>.yaml`` (a label of one's own; said so);
@@ -545,6 +562,10 @@ def apply_profile(namespace: dict, step: str, log=print) -> dict:
     dict
         ``{name: (old, new)}`` of the variables changed.
     """
+    env_profile = os.environ.get(PROFILE_ENV)
+    if env_profile and not os.environ.get(RUNNER_ENV) and namespace.get("profile") == "smoke":
+        namespace["profile"] = env_profile     # set once for every notebook; an edited profile line wins
+        log(f"profile {env_profile!r} from the environment ({PROFILE_ENV})")
     profile = namespace.get("profile")
     if os.environ.get(RUNNER_ENV) or not isinstance(profile, str) or profile == "smoke":
         return {}

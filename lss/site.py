@@ -8,7 +8,7 @@ The pages are the notebooks as the runner executed them (``runs/<profile>/execut
 outputs and figures included, so that a reader without a run sees every result. Unless ``--no-run``,
 the runner first brings the profile up to date (its cache skips the notebooks that are current), so
 ``make site`` on a fresh clone executes the ``class`` profile (about 4 minutes on 2 cores) and
-``make site PROFILE=cpu`` reuses the main job's executed notebooks. Links between notebooks
+``make site SITE_PROFILE=cpu`` reuses the main job's executed notebooks. Links between notebooks
 (``02_trpcage_data.ipynb``) and to the glossary (``GLOSSARY.md``) point to the pages. The output
 folder (``site/`` by default) is git-ignored.
 """

@@ -294,3 +294,29 @@ def test_an_interactive_step_honours_lss_threads(fake_root, monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_notebook_opened_cold_catches_up_its_upstream_steps_with_the_runner(fake_root, monkeypatch, capsys):
+    from lss.notebook import Step
+
+    body = "from lss import paths\n(paths.run_dir(profile, '02_trpcage_data') / 'x.txt').write_text(str(value))\n"
+    nbformat.write(_notebook(body), fake_root / "notebooks" / "02_trpcage_data.ipynb")
+    (fake_root / "notebooks" / "03_srv.ipynb").write_text((fake_root / "notebooks" / "01_four_well.ipynb").read_text())
+    step = Step("03_srv", {"profile": "smoke", "seed": 0})
+    monkeypatch.setenv("LSS_NO_CATCH_UP", "1")
+    with pytest.raises(FileNotFoundError, match="02_trpcage_data"):
+        step.path("02_trpcage_data", "x.txt")
+    monkeypatch.delenv("LSS_NO_CATCH_UP")
+    assert step.path("02_trpcage_data", "x.txt").read_text() == "1"     # made by the runner, then read
+    assert "running 02_trpcage_data first" in capsys.readouterr().out
+
+
+def test_lss_profile_sets_the_profile_of_every_notebook_run_by_hand(fake_root, monkeypatch):
+    (fake_root / "params" / "class.yaml").write_text("common:\n  profile: class\n01_four_well:\n  value: 3\n")
+    ns = {"profile": "smoke", "device": "cpu", "seed": 0, "value": 1, "n_steps": 10, "lr": 0.01, "flag": True}
+    monkeypatch.setenv("LSS_PROFILE", "class")
+    reproduce.apply_profile(ns, "01_four_well", log=lambda s: None)
+    assert ns["profile"] == "class" and ns["value"] == 3
+    ns = {"profile": "cpu-by-hand", "value": 1}                       # an edited profile line wins
+    reproduce.apply_profile(ns, "01_four_well", log=lambda s: None)
+    assert ns["profile"] == "cpu-by-hand"
