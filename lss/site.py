@@ -9,8 +9,10 @@ outputs and figures included, so that a reader without a run sees every result. 
 the runner first brings the profile up to date (its cache skips the notebooks that are current), so
 ``make site`` on a fresh clone executes the ``class`` profile (about 4 minutes on 2 cores) and
 ``make site SITE_PROFILE=cpu`` reuses the main job's executed notebooks. Links between notebooks
-(``02_trpcage_data.ipynb``) and to the glossary (``GLOSSARY.md``) point to the pages. The output
-folder (``site/`` by default) is git-ignored.
+(``02_trpcage_data.ipynb``) and to the glossary (``GLOSSARY.md``) point to the pages. Equations render
+without the internet (an offline classroom): MathJax is copied from the ``jupyter_server_mathjax``
+package into ``<out>/mathjax/`` and the pages load it from there. The output folder (``site/`` by
+default) is git-ignored.
 """
 from __future__ import annotations
 
@@ -69,15 +71,36 @@ def _fix_links(body: str) -> str:
     return body.replace('href="GLOSSARY.md', 'href="glossary.html')
 
 
+#: MathJax (2.7, as nbconvert's pages expect) copied beside the pages, so equations render offline
+MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"   # the configuration the package ships
+
+
+def _copy_mathjax(out: Path) -> Path:
+    """Copy MathJax from the ``jupyter_server_mathjax`` package to ``<out>/mathjax`` (once; about 10 MB)."""
+    import shutil
+
+    import jupyter_server_mathjax
+
+    dest = out / "mathjax"
+    if not (dest / "MathJax.js").exists():
+        shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", dest, dirs_exist_ok=True)
+    return dest
+
+
+def _exporter():
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(mathjax_url=MATHJAX_URL)
+
+
 def _markdown_page(markdown: str, title: str) -> str:
     """A markdown text as a page of the same look as the notebooks (nbconvert's HTML exporter)."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["title"] = title
     nb.cells = [nbformat.v4.new_markdown_cell(markdown)]
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    body, _ = _exporter().from_notebook_node(nb)
     return _fix_links(body)
 
 
@@ -119,16 +142,15 @@ def build(profile: str = "class", out: str | Path | None = None, run: bool = Tru
     pathlib.Path
         The ``index.html`` written.
     """
-    from nbconvert import HTMLExporter
-
     out = Path(out) if out else paths.root() / "site"
     out.mkdir(parents=True, exist_ok=True)
+    _copy_mathjax(out)
     if run:
         from . import reproduce
 
         reproduce.run(profile, log=log, threads=threads)
     executed = paths.root() / "runs" / profile / "executed"
-    exporter = HTMLExporter()
+    exporter = _exporter()
     pages = []
     for step in _steps(executed):
         src = executed / f"{step}.ipynb"

@@ -334,3 +334,44 @@ def test_notebook_06_draws_the_viewer_in_jupyterlab(tmp_path, capsys):
               f"total {total:.0f} s; canvas {drawn:.1%} drawn, figure {natural[0]}x{natural[1]} px; "
               f"screenshot {shots / '06_viewer.png'}")
     assert total < 180, f"the browser check took {total:.0f} s (budget: under 3 minutes)"
+
+
+def test_the_site_renders_its_equations_with_the_network_off(tmp_path, monkeypatch, capsys):
+    """An offline classroom: the course site's equations typeset in headless Chromium with no network."""
+    import nbformat
+
+    from lss import site
+
+    missing = _browser_missing()
+    if missing:
+        line = f"offline site check NOT run: {missing}. Install: {INSTALL}"
+        if os.environ.get("LSS_REQUIRE_BROWSER") == "1":
+            pytest.fail(line + " (LSS_REQUIRE_BROWSER=1 requires it)")
+        pytest.skip(line)
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("LSS_ROOT", str(tmp_path))
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "runs" / "class" / "executed").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 01 · Four-well\n\nThe free energy $F(x) = -k_BT \\ln p(x)$ and\n\n"
+                                              "$$t_i = -\\frac{\\tau}{\\ln \\lambda_i}$$")]
+    nbformat.write(nb, tmp_path / "runs" / "class" / "executed" / "01_four_well.ipynb")
+    nbformat.write(nb, tmp_path / "notebooks" / "01_four_well.ipynb")
+    page = site.build("class", run=False, log=lambda s: None).parent / "01_four_well.html"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_FLAGS,
+                                     chromium_sandbox=False)
+        ctx = browser.new_context(offline=True)
+        web = []
+        ctx.route("http*://**", lambda route: (web.append(route.request.url), route.abort()))
+        tab = ctx.new_page()
+        tab.goto(page.as_uri())
+        # typeset: an inline and a display equation, no MathJax error (HTML-CSS output of MathJax 2.7)
+        tab.wait_for_function("window.MathJax && MathJax.Hub && document.querySelectorAll('.MathJax').length >= 2 && "
+                              "document.querySelectorAll('.MathJax_Display').length >= 1", timeout=30_000)
+        n = tab.evaluate("document.querySelectorAll('.MathJax').length")
+        errors = tab.evaluate("document.querySelectorAll('.MathJax_Error, merror').length")
+        browser.close()
+    assert n >= 2 and errors == 0, (n, errors)
+    assert not any("mathjax" in u.lower() for u in web), web

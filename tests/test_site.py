@@ -54,3 +54,13 @@ def test_the_real_glossary_defines_every_term_the_issue_asks_for():
     for term in ("VAMP-2", "Implied timescale", "CK test", "PCCA+", "MSM", "**Q ", "Total variation", "JS distance",
                  "WGAN-GP", "Lag"):
         assert term in text, term
+
+
+def test_pages_load_mathjax_from_beside_them_not_from_the_internet(executed_root):
+    index = site.build("class", run=False, log=lambda s: None)
+    out = index.parent
+    assert (out / "mathjax" / "MathJax.js").exists()
+    for page in ("index.html", "01_four_well.html", "glossary.html"):
+        text = (out / page).read_text()
+        assert 'src="mathjax/MathJax.js' in text, page
+        assert "cdnjs.cloudflare.com/ajax/libs/mathjax" not in text, page
