@@ -836,3 +836,11 @@ def start_pool(q, xyz, n_pool: int, q_max: float = Q_UNFOLDED) -> tuple[np.ndarr
     unfolded = np.nonzero(q_all < q_max)[0]
     pick = unfolded[np.linspace(0, len(unfolded) - 1, min(n_pool, len(unfolded))).astype(int)]
     return np.concatenate([np.asarray(x) for x in xyz])[pick], q_all[pick]
+
+
+def summary(budgets, training_steps: int, t1_ref: float, seeds, met: bool, at: dict, scores: dict) -> dict:
+    """Notebook 08's ``summary.json``: budgets, the reference t1, seeds, the verdict, the errors at the target
+    budget and every strategy's scores per round (the free-energy profiles left out)."""
+    return {"budgets_steps": budgets, "training_steps": training_steps, "t1_reference": t1_ref, "seeds": seeds,
+            "target_met": met, "at_target_budget": at,
+            "per_round": {st: {k: v for k, v in sc.items() if not k.startswith("F_")} for st, sc in scores.items()}}

@@ -113,6 +113,23 @@ class _Critic(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- estimator
+
+def critic_loss(critic, real, fake, cond, eps, lam: float):
+    """The WGAN-GP critic loss of one batch: ``-(E C(real) - E C(fake)) + lam E (|grad C(x_hat)| - 1)^2``.
+
+    ``real``, ``fake`` (b, d) structures (features), ``cond`` (b, m) latent points, ``eps`` (b, 1) uniform
+    mixing weights of the points ``x_hat`` between real and fake where the gradient penalty is taken.
+    Returns ``(loss, wasserstein estimate, penalty)``, 0-d tensors.
+    """
+    b = len(real)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    out = critic(torch.cat([real, fake, x_hat]), torch.cat([cond, cond, cond]))
+    d_real, d_fake, d_hat = out[:b], out[b:2 * b], out[2 * b:]
+    grad, = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+    gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
+    w = d_real.mean() - d_fake.mean()
+    return -w + lam * gp, w, gp
+
 class CWGAN(Decoder):
     """Conditional WGAN-GP decoder from latent coordinates to C-alpha structures.
 
@@ -360,13 +377,7 @@ class CWGAN(Decoder):
                 with torch.no_grad():
                     fake = G(torch.randn(b, self.noise_dim, generator=g, device=dev), c)
                 eps = torch.rand(b, 1, generator=g, device=dev)
-                x_hat = (eps * x + (1 - eps) * fake).requires_grad_(True)
-                out = D(torch.cat([x, fake, x_hat]), torch.cat([c, c, c]))
-                d_real, d_fake, d_hat = out[:b], out[b:2 * b], out[2 * b:]
-                grad, = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
-                gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
-                w = d_real.mean() - d_fake.mean()
-                loss_d = -w + lam * gp
+                loss_d, w, gp = critic_loss(D, x, fake, c, eps, lam)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()

@@ -32,6 +32,82 @@ ARTIFACTS = {"srv": ("03_srv", "srv.lss"), "encoder": ("03_srv", "encoder.lss"),
              "flow": ("05_cwgan", "flow.lss")}
 
 
+#: "Under the hood" of each notebook: the lss function at its core (module:qualified name) and one sentence
+#: per term of it, shown by :meth:`Step.concept` beside the notebook's picture (:func:`lss.plots.concept`).
+UNDER_THE_HOOD = {
+    "01_four_well": ("lss.fourwell:sqra_transition_matrix", [
+        "`sqra_generator(x, D, kT)`: the rates between neighbouring grid cells, `D / dx^2 exp(-(V_j - V_i) / 2kT)`: "
+        "downhill faster than uphill, so that exp(-V/kT) is stationary.",
+        "`expm(t * Q)`: the transition matrix over a time t, the exact answer the MDN is held to.",
+        "`clip` and the row normalisation: guards against rounding, nothing physical."]),
+    "02_trpcage_data": ("lss.gomodel:metastable_cores", [
+        "`fraction_native_contacts`: Q, the share of the native structure's contacts that are formed (0 to 1).",
+        "`flip_angle`: the R16-P17-P18-P19 dihedral, near 0 with native prolines and near 180 deg flipped.",
+        "the returned cores: 0 unfolded, 1 folded, 2 flipped, -1 between cores (assigned to the last core visited "
+        "when the states are milestoned)."]),
+    "03_srv": ("lss.srv:_vamp2_torch", [
+        "`pair_covariances(z0, z1)`: C00 and C0tau of the network's outputs at t and t + tau, symmetrised "
+        "(reversible dynamics).",
+        "`cholesky` of C00 (+ epsilon): whitening, so that the outputs count in units of their own spread.",
+        "`k = L^-1 C0tau L^-T`: the whitened time-lagged covariance; its eigenvalues are the lambda_i of the slow "
+        "eigenfunctions.",
+        "`1 + (k**2).sum()`: VAMP-2 = 1 + sum_i lambda_i^2, the score training maximises: slow processes have "
+        "lambda_i near 1."]),
+    "04_mdn": ("lss.mdn:_mixture_log_prob", [
+        "`log_w`: the log-weights of the kernels, alpha_k(x), a softmax of the network's output for x = psi(t).",
+        "`mu`, `sigma`: each kernel's mean and width per coordinate, also functions of x.",
+        "`y`: the point one lag later, psi(t + tau).",
+        "`MixtureSameFamily(...).log_prob(y)`: log sum_k alpha_k N(y; mu_k, sigma_k^2); training minimises its "
+        "negative mean over the lagged pairs."]),
+    "05_cwgan": ("lss.cwgan:critic_loss", [
+        "`x_hat`: points on the lines between real and generated structures, where the penalty is taken.",
+        "`critic(...)`: the critic's score of real, generated and in-between structures, each with its latent point.",
+        "`gp`: the gradient penalty, (|grad C| - 1)^2: keeps the critic 1-Lipschitz, as the Wasserstein distance needs.",
+        "`w = E C(real) - E C(fake)`: the Wasserstein estimate; the critic minimises `-w + lam gp`, the generator "
+        "maximises `E C(fake)`."]),
+    "06_generate": ("lss.mdn:_MDNNet.step", [
+        "`head(body(u))`: one network call for all trajectories at once: the mixture's parameters at psi(t).",
+        "`argmax(logits + gumbel)`: picks a kernel per trajectory with probability alpha_k (the Gumbel-max trick).",
+        "`sigmoid`, `elu + 1`: the chosen kernel's mean (in the latent box scaled to [0, 1]) and a positive width.",
+        "`mu + sigma * eps`: a draw from the chosen kernel: psi(t + tau)."]),
+    "07_analysis": ("lss.analysis:aligned_rmse", [
+        "`F_a`, `F_b`: two free-energy profiles on the same bins, each defined up to a constant.",
+        "`shift = d.mean()`: the constant that minimises the RMSE (least squares).",
+        "`rmse`: what is left after the shift, over the bins both sample (and the mask: within a few kT)."]),
+    "08_adaptive_sampling": ("lss.adaptive:disagreement", [
+        "`rows`: each ensemble member's predicted transition probabilities out of every state.",
+        "`u`: the mean total-variation distance of the members' rows from their average: large where the data "
+        "are few.",
+        "`u[missing] = 1`: a state no member can predict is as uncertain as it gets."]),
+    "09_data_efficiency": ("lss.efficiency:amplification_factor", [
+        "`polyfit(log L, log e)`: the MD error curve as a power law, error = a L^b (b < 0).",
+        "`L_eq`: the MD length whose error equals the model's.",
+        "`L_eq / train_length`: G, how much MD the model's estimate is worth, per unit of training MD; "
+        "\"extrapolated\" when L_eq lies outside the measured lengths."]),
+}
+
+
+def under_the_hood(step: str) -> str:
+    """Markdown: the code (docstring left out) of ``step``'s core function and one sentence per term."""
+    import ast
+    import importlib
+    import inspect
+    import textwrap
+
+    where, notes = UNDER_THE_HOOD[step]
+    module, name = where.split(":")
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    src = textwrap.dedent(inspect.getsource(obj))
+    body = ast.parse(src).body[0].body
+    lines = src.splitlines()
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        lines = lines[:body[0].lineno - 1] + lines[body[0].end_lineno:]
+    return (f"**Under the hood:** `{module}.{name}`, as the package runs it\n\n```python\n" + "\n".join(lines)
+            + "\n```\n\n" + "\n".join(f"- {n}" for n in notes))
+
+
 class Step:
     """One notebook's run: its profile's parameters, seeds, output folder, recorder and timings.
 
@@ -143,6 +219,23 @@ class Step:
         finally:
             self.timings[key] = time.perf_counter() - t
 
+    def concept(self) -> None:
+        """Show the notebook's idea in one picture (:func:`lss.plots.concept`) and its core function, under the hood."""
+        import matplotlib.pyplot as plt
+
+        from . import plots
+
+        fig = plots.concept(self.name)
+        plt.show()
+        text = under_the_hood(self.name)
+        try:
+            from IPython.display import Markdown, display
+
+            display(Markdown(text))
+        except ImportError:          # outside IPython: the text as it is
+            print(text)
+        plt.close(fig)
+
     def savefig(self, fig, name: str) -> Path:
         """Save ``fig`` under the profile's figures folder (:func:`lss.results.savefig`)."""
         return results.savefig(fig, name, self.profile, self.name)
@@ -156,4 +249,5 @@ class Step:
         (self.out / "summary.json").write_text(json.dumps(jsonable(doc, nonfinite_as_str=True), indent=1))
         if self.rec is not None:
             print(self.rec.verdict())
+        print(f"{self.name}: {self.elapsed:.0f} s wall time; outputs in {self.out}")
         return report

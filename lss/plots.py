@@ -1573,3 +1573,108 @@ def cwgan_decoded(q: dict, cw: dict, edges: dict, flow_rmse: dict, flow_tv: floa
                              f"{flow_rmse.get(key, np.nan):.2f} kT)", fontsize=9)
     fig.colorbar(im, ax=axs[1:], label=r"$F$ [$k_BT$]", shrink=0.9)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- the idea of each notebook
+def _flow(ax, labels, y=0.5, colors=None, arrows=None):
+    """Boxes ``labels`` left to right on ``ax`` (axes coordinates) joined by arrows labelled ``arrows``."""
+    n = len(labels)
+    xs = np.linspace(0.1, 0.9, n)
+    boxes = [ax.text(x, y, lab, ha="center", va="center", fontsize=8.5, transform=ax.transAxes,
+                     bbox=dict(boxstyle="round,pad=0.4", fc=(colors or ["#eef3fb"] * n)[i], ec="0.4"))
+             for i, (x, lab) in enumerate(zip(xs, labels))]
+    for i in range(1, n):        # arrows from box edge to box edge
+        ax.annotate("", xy=(0, 0.5), xycoords=boxes[i], xytext=(1, 0.5), textcoords=boxes[i - 1],
+                    arrowprops=dict(arrowstyle="->", color="0.3", shrinkA=4, shrinkB=4))
+        if arrows and arrows[i - 1]:
+            ax.text(0.5 * (xs[i] + xs[i - 1]), y + 0.12, arrows[i - 1], ha="center", fontsize=7.5, color="0.3",
+                    transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def concept(step: str):
+    """The idea of notebook ``step`` in one picture (its "in plain words" section); returns the Figure.
+
+    01: the propagator's job on the four-well; 02: the three metastable states on Q and the flip angle;
+    03: the slowest eigenfunctions of the four-well's exact operator; 04: a mixture density; 05: GAN
+    against flow; 06: the simulator's pipeline; 07: the floor; 08: the adaptive-sampling loop; 09: the
+    amplification factor read off an MD error curve. Schematics, except 01, 03 and 04, which compute
+    what they draw (``lss.fourwell``).
+    """
+    import matplotlib.pyplot as plt
+
+    from . import fourwell as fw
+
+    fig, ax = plt.subplots(1, 2 if step in ("01_four_well", "03_srv") else 1, figsize=(10, 2.8), squeeze=False)
+    ax = ax[0]
+    if step == "01_four_well":
+        x = np.linspace(-1, 1, 400)
+        ax[0].plot(x, fw.potential(x), "k")
+        ax[0].set(xlabel="x", ylabel="V(x) [kT]", title="four wells: where the walker is slow to leave")
+        _flow(ax[1], ["x(t)", "MDN:\np(x(t + tau) | x(t))", "x(t + tau)"], arrows=["encoder = identity", "sample"])
+        ax[1].set_title("one LSS step: a learned transition density", fontsize=9)
+    elif step == "02_trpcage_data":
+        a = ax[0]
+        for (x0, x1, y0, y1, c, name) in ((0, 0.45, 0, 60, "C0", "unfolded"), (0.85, 1, 0, 60, "C3", "folded"),
+                                          (0, 1, 120, 180, "C1", "flipped (prolines)")):
+            a.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, color=c, alpha=0.25))
+            a.text(0.5 * (x0 + x1), 0.5 * (y0 + y1), name, ha="center", va="center", fontsize=9, color=c)
+        a.set(xlim=(0, 1), ylim=(0, 180), xlabel="Q (fraction of native contacts)", ylabel="|flip angle| [deg]",
+              title="three metastable states: cores on Q and the proline flip; between cores, the last core visited")
+    elif step == "03_srv":
+        ref = fw.ExactReference(lag=10, n_bins=100)
+        w, v = fw._leading_eigs(ref.T, 3)                      # right eigenvectors: functions of x
+        ax[0].plot(ref.x, fw.potential(ref.x), "k")
+        ax[0].set(xlabel="x", ylabel="V(x) [kT]", title="the potential")
+        for i in (1, 2):
+            f = np.real(v[:, i])
+            ax[1].plot(ref.x, f / np.abs(f).max(), label=f"psi_{i} (t_{i} = {-10 / np.log(abs(w[i])):.0f} steps)")
+        ax[1].axhline(0, color="0.7", lw=0.8)
+        ax[1].set(xlabel="x", title="the slowest eigenfunctions: which side of which barrier")
+        ax[1].legend(fontsize=7)
+    elif step == "04_mdn":
+        y = np.linspace(-3, 3, 400)
+        comps = [(0.5, -1.0, 0.4), (0.3, 0.6, 0.5), (0.2, 1.8, 0.3)]
+        g = [w_ * np.exp(-0.5 * ((y - m_) / s_) ** 2) / (s_ * np.sqrt(2 * np.pi)) for w_, m_, s_ in comps]
+        for k, (gk, (w_, m_, s_)) in enumerate(zip(g, comps)):
+            ax[0].fill_between(y, gk, alpha=0.3, label=f"alpha_{k + 1} = {w_:g}: N({m_:g}, {s_:g}^2)")
+        ax[0].plot(y, np.sum(g, 0), "k", label="p(y | x) = sum_k alpha_k N(y; mu_k, sigma_k^2)")
+        ax[0].set(xlabel="y = psi(t + tau)", ylabel="density", title="a mixture density: weights, means and widths "
+                  "all depend on x = psi(t)")
+        ax[0].legend(fontsize=7)
+    elif step == "05_cwgan":
+        _flow(ax[0], ["noise z, latent psi", "generator G", "structure x", "critic C(x, psi)\nvs MD's x"], y=0.72,
+              arrows=["", "", "real or generated?"])
+        _flow(ax[0], ["structure x", "flow f(x; psi)\n(invertible)", "z ~ N(0, I)", "likelihood\np(x | psi)"], y=0.25,
+              colors=["#f3f9ee"] * 4, arrows=["", "", "change of variables"])
+        ax[0].text(0.01, 0.95, "cWGAN (the paper): a game", fontsize=9, transform=ax[0].transAxes)
+        ax[0].text(0.01, 0.48, "normalizing flow: a likelihood, so a held-out score", fontsize=9, transform=ax[0].transAxes)
+    elif step == "06_generate":
+        _flow(ax[0], ["start\nstructures", "encoder\n(SRV)", "psi(0)", "MDN step\nx n_steps", "psi(t)", "decoder\n(in batches)",
+                      "structures\n-> disk"])
+        ax[0].set_title("generation: one network call per lag for all trajectories, decoding streamed in chunks", fontsize=9)
+    elif step in ("07_analysis", "09_data_efficiency"):
+        L = np.logspace(-0.7, 0.7, 50)
+        ax[0].loglog(L, 0.3 / np.sqrt(L), "k", label="error of plain MD of length L (pieces of the reference)")
+        if step == "07_analysis":
+            ax[0].plot([1], [0.3], "ko", ms=8, label="the floor: independent MD of the training length")
+            ax[0].axhspan(0.3, 0.45, color="C2", alpha=0.15, label="target: LSS error <= 1.5 x the floor")
+            ax[0].plot([1], [0.38], "C3s", ms=8, label="LSS trained on that length")
+        else:
+            e = 0.15
+            Leq = (0.3 / e) ** 2
+            ax[0].plot([1], [e], "C3s", ms=8, label="LSS trained on length 1")
+            ax[0].plot([1, Leq], [e, e], "C3:", lw=1)
+            ax[0].plot([Leq], [e], "C3o", mfc="none", ms=9, label=f"MD as long as {Leq:.0f}x: G = {Leq:.0f}")
+        ax[0].set(xlabel="length / training length", ylabel="error against the truth")
+        ax[0].legend(fontsize=7)
+    elif step == "08_adaptive_sampling":
+        _flow(ax[0], ["short MD\nruns", "ensemble of\npropagators", "where they\ndisagree", "restart MD\nthere"],
+              arrows=["train", "compare", "pick states"])
+        ax[0].annotate("", xy=(0.1, 0.3), xytext=(0.9, 0.3), xycoords="axes fraction",
+                       arrowprops=dict(arrowstyle="->", color="0.5", connectionstyle="arc3,rad=-0.3"))
+        ax[0].set_title("adaptive sampling: MD where the model is least certain, round after round", fontsize=9)
+    else:
+        raise ValueError(f"no concept figure for {step!r}")
+    fig.tight_layout()
+    return fig

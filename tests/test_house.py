@@ -33,3 +33,22 @@ def test_the_counter_counts_code_not_comments(tmp_path):
     nb.write_text(json.dumps({"cells": [{"cell_type": "code", "source": ["# a comment\n", "\n", "x = 1\n", "  # indented\n", "y = 2"]},
                                         {"cell_type": "markdown", "source": ["x = 1"]}]}))
     assert code_lines(nb) == [2]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_shows_its_idea_and_the_function_under_the_hood(nb, monkeypatch):
+    """A picture made by lss and the core function's code (docstring left out) with one sentence per term."""
+    import matplotlib.pyplot as plt
+
+    from lss import notebook, plots
+
+    cells = json.loads(nb.read_text())["cells"]
+    assert any("".join(c["source"]).strip() == "step.concept()" for c in cells if c["cell_type"] == "code")
+    assert any("In plain words" in "".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    fig = plots.concept(nb.stem)
+    assert fig.axes, "the picture has something in it"
+    plt.close(fig)
+    text = notebook.under_the_hood(nb.stem)
+    code = text.split("```python\n")[1].split("```")[0]
+    assert code.startswith("def ") and '"""' not in code, "the code itself, without its docstring"
+    assert len(code.splitlines()) <= 25 and text.count("\n- ") >= 3
