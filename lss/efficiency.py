@@ -615,3 +615,19 @@ def verdict(table: dict, quantities, cov: dict, f0: float) -> str:
             if missed else "") + f". The Bayesian MSM's 95 % credible intervals cover "
             f"{cov[f0, 'MSM', 'Bayesian', '95 %']['coverage']:.0%}, MD's own block intervals "
             f"{cov[f0, 'MD', 'sampling', '95 %']['coverage']:.0%}.")
+
+
+def retraining_templates(encoder, mdn, decoder, srv_epochs: int, mdn_epochs: int, decoder_epochs: int,
+                         device: str = "cpu") -> dict:
+    """What :func:`replica` retrains: the fitted networks' settings with fewer epochs, one seed per replica.
+
+    Returns ``featurizer`` (notebook 03's, reused) and, for ``srv``, ``mdn`` and ``decoder``, functions
+    ``seed -> unfitted estimator`` (the SRV keeps the main run's dimension: ``n_components = m``, one restart)."""
+    def factory(est, n, **kw):
+        return lambda s: type(est)(**{**est.get_params(), "max_epochs": n, "random_state": s, "progress": False,
+                                      "device": device, **kw})
+
+    return {"featurizer": encoder.featurizer, "mdn": factory(mdn, mdn_epochs),
+            "srv": factory(encoder.srv, srv_epochs, n_components=encoder.n_components_, min_timescale_ratio=None,
+                           n_restarts=1),
+            "decoder": factory(decoder, decoder_epochs, patience=5)}

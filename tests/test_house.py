@@ -52,3 +52,13 @@ def test_every_notebook_shows_its_idea_and_the_function_under_the_hood(nb, monke
     code = text.split("```python\n")[1].split("```")[0]
     assert code.startswith("def ") and '"""' not in code, "the code itself, without its docstring"
     assert len(code.splitlines()) <= 25 and text.count("\n- ") >= 3
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_student_reads_no_cell_over_20_lines_but_the_parameters(nb):
+    """Longer cells are bookkeeping (imports, recording), tagged and collapsed in JupyterLab."""
+    cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    for c, n in zip(cells, code_lines(nb)):
+        tags, hidden = c["metadata"].get("tags", []), c["metadata"].get("jupyter", {}).get("source_hidden")
+        if n > 20 and "parameters" not in tags:
+            assert "bookkeeping" in tags and hidden, ("".join(c["source"])[:60], n)
