@@ -187,7 +187,7 @@ CARD_NAMES = {"training MD": "MD", "LSS": "LSS", MSM_ROW: "MSM"}
 def scorecard(ens: Ensembles, native, n_states: int, seed: int = 0, **kwargs):
     """:func:`lss.score.score` of MD and LSS against the reference (without one: LSS against MD), Q cores.
 
-    The card's MSM baseline is :attr:`Ensembles.msm`'s (same states, same draws)."""
+    The card's MSM baseline is :attr:`Ensembles.msm`'s draws (``msm_replay``), not sampled a second time."""
     unit = ens.meta["unit"]
     md = Ensemble(ens.xyz["MD"], ens.frame_time, unit, latent=ens.latent["MD"], name="training MD")
     cands = {"LSS": Ensemble(ens.xyz["LSS"], ens.dt, unit, latent=ens.latent["LSS"], name="LSS")}
@@ -196,7 +196,8 @@ def scorecard(ens: Ensembles, native, n_states: int, seed: int = 0, **kwargs):
         cands = {"training MD": md} | cands
     else:
         yard = md
-    kwargs = {"core_coordinate": "q", "cores": (LO, HI)} | kwargs
+    n_traj = len(ens.latent["MSM"])
+    kwargs = {"core_coordinate": "q", "cores": (LO, HI), "msm_replay": ens.msm_index.reshape(n_traj, -1)} | kwargs
     if kwargs["core_coordinate"] != "q":
         kwargs.pop("cores")
     return score(yard, cands, native=native, n_states=n_states, random_state=seed,
@@ -442,8 +443,7 @@ def free_energy_coordinates(ens: Ensembles, native, fe_bins: int, n_blocks: int 
     Returns ``profiles`` coordinate index -> name -> (centres, F, block s.e.), ``rmse`` index -> name -> kT,
     ``labels``, ``keys`` (the coordinate's key in the report: psi1.., q, rmsd, rg)."""
     m = ens.latent["MD"][0].shape[1]
-    rmsd = {k: S.rmsd_to_reference(ens.xyz[k] if k != "MSM" else ens.xyz["MD"], native) for k in ("MD", "LSS", "reference")
-            if k in ens.xyz}
+    rmsd = {k: S.rmsd_to_reference(ens.xyz[k], native) for k in ("MD", "LSS", "reference") if k in ens.xyz}
     rmsd["MSM"] = rmsd["MD"][ens.msm_index]
     coords = {i: {k: [z[:, i] for z in v] for k, v in ens.latent.items()} for i in range(m)}
     coords[m] = ens.q

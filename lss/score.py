@@ -623,7 +623,7 @@ def prepare(reference: Ensemble, candidates: dict, native=None, encoder=None, ms
             acf_max_steps: int | None = None, core_coordinate: str = "latent", cores=None, ck_steps: int = 5,
             max_dF: float = 6.0, tica_dim: int = 3, tica_lag: int | None = None, n_blocks: int = 5,
             n_boot: int = 1000, msm_size=None, random_state: int = 0, chunk: int = 50_000,
-            training: str | None = None, floor_frames: int | None = None) -> Prepared:
+            training: str | None = None, floor_frames: int | None = None, msm_replay=None) -> Prepared:
     """The first stage of :func:`score` (same parameters): common time grid, latent space, TICA, the
     reference's MSM, the floor's pieces, the MSM baseline and one feature pass over every ensemble."""
     import time
@@ -722,14 +722,19 @@ def prepare(reference: Ensemble, candidates: dict, native=None, encoder=None, ms
     sets = base.metastable_sets(n_sets)
     # the MSM baseline: an MSM of ``msm_from``'s latent space sampled into its frames
     src = "MD" if training is None else training
-    src_lat = md_lat if src == "MD" else latent_of(src, [project(x) for x in ens[src].xyz])
-    src_base = base if src == "MD" else MSMBaseline(
-        n_states=n_states, lag=stride[src], random_state=random_state,
-        stride=max(1, sum(map(len, src_lat)) // 20_000)).fit(src_lat)
-    sizes = [(len(e.xyz), max(len(x) for x in e.xyz) // stride[n]) for n, e in candidates.items()]
-    n_traj_msm, n_frames_msm = msm_size if msm_size is not None else max(sizes, key=lambda s: s[0] * s[1])
-    draws = [src_base.sample(n_frames_msm - 1, random_state=random_state + 1 + i, return_index=True)[1]
-             for i in range(int(n_traj_msm))] if msm_baseline else []
+    if msm_replay is not None:      # the caller's MSM baseline, made the same way (lss.compare.ensembles)
+        draws = [np.asarray(r, dtype=np.int64) for r in msm_replay] if msm_baseline else []
+        n_traj_msm, n_frames_msm = np.shape(msm_replay)
+    else:
+        src_lat = md_lat if src == "MD" else latent_of(
+            src, [project(x) for x in ens[src].xyz] if latent_mode == "tica" else None)
+        src_base = base if src == "MD" else MSMBaseline(
+            n_states=n_states, lag=stride[src], random_state=random_state,
+            stride=max(1, sum(map(len, src_lat)) // 20_000)).fit(src_lat)
+        sizes = [(len(e.xyz), max(len(x) for x in e.xyz) // stride[n]) for n, e in candidates.items()]
+        n_traj_msm, n_frames_msm = msm_size if msm_size is not None else max(sizes, key=lambda s: s[0] * s[1])
+        draws = [src_base.sample(n_frames_msm - 1, random_state=random_state + 1 + i, return_index=True)[1]
+                 for i in range(int(n_traj_msm))] if msm_baseline else []
     msm_idx = np.concatenate(draws) if draws else None
     weights = (np.bincount(msm_idx, minlength=ens[src].n_frames).astype(np.float64)
                if msm_idx is not None else None)
@@ -1034,6 +1039,10 @@ def score(reference: Ensemble, candidates: dict, **kwargs) -> ScoreCard:
         frames. Default: pieces of a quarter of the reference, the MSM replaying reference frames.
     floor_frames : int, optional
         Length of the floor's pieces in reference frames (overrides the one ``training`` implies).
+    msm_replay : array (n_traj, n_frames) int, optional
+        The MSM baseline's trajectories as indices of the frames it replays (of ``training``'s frames laid
+        end to end, or the reference's without ``training``), when the caller has sampled them already
+        (made the way this function would: ``lss.compare.ensembles``); the MSM is then not fitted again.
 
     Returns
     -------
