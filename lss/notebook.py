@@ -145,6 +145,7 @@ class Step:
         self.rng = seed_everything(int(namespace.get("seed", 0)))
         self.rec = results.Recorder(self.profile, section, name, context=namespace) if section else None
         self.timings: dict = {}
+        self._namespace, self._solutions = namespace, {}
         self._t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ upstream artifacts
@@ -235,6 +236,35 @@ class Step:
         except ImportError:          # outside IPython: the text as it is
             print(text)
         plt.close(fig)
+
+    # ------------------------------------------------------------------ exercises
+    def exercise(self, ex_id: str, prediction, measured) -> bool:
+        """Check an exercise's answer (:mod:`lss.exercises`): prints the verdict, returns True/False.
+
+        The solution runs once per exercise in a copy of the notebook's namespace (in memory, no file
+        written), only when ``measured`` is filled in, and is compared with it on the same data.
+        """
+        from . import exercises
+
+        ex = exercises.get(ex_id)
+        filled = exercises._number(prediction) is not None and exercises._number(measured) is not None
+        selftest = exercises.self_checking()
+        ref = None
+        if filled or selftest:
+            if ex_id not in self._solutions:
+                self._solutions[ex_id] = exercises.solve(ex, self._namespace)
+            ref = self._solutions[ex_id]
+        result = exercises.check(ex, prediction, measured, ref if filled else None)
+        print(result.message)
+        if selftest:
+            print(exercises.self_check(ex, prediction, measured, self._namespace, ref))
+        return result.passed
+
+    def solution(self, ex_id: str) -> None:
+        """Print one solution of exercise ``ex_id`` (code to run in a new cell)."""
+        from . import exercises
+
+        print(exercises.get(ex_id).solution.rstrip())
 
     def savefig(self, fig, name: str) -> Path:
         """Save ``fig`` under the profile's figures folder (:func:`lss.results.savefig`)."""
