@@ -178,6 +178,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-run", action="store_true", help="render what runs/<profile>/executed/ holds; run nothing")
     ap.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads per notebook kernel (see lss.reproduce)")
     a = ap.parse_args(argv)
+    try:
+        import jupyter_server_mathjax  # noqa: F401
+        import nbconvert  # noqa: F401
+    except ImportError as e:
+        print(f"the course site needs the lab extra ({e.name} is missing): pip install -e '.[lab]'", file=sys.stderr)
+        return 2
     build(a.profile, a.out, run=not a.no_run, threads=a.threads)
     return 0
 
