@@ -18,7 +18,7 @@ def code_lines(nb, exercises: bool = False) -> list[int]:
     cells = json.loads(nb.read_text())["cells"]
     return [sum(1 for line in "".join(c["source"]).splitlines() if line.strip() and not line.strip().startswith("#"))
             for c in cells if c["cell_type"] == "code"
-            and ("exercise" in c["metadata"].get("tags", [])) == exercises]
+            and ("exercise" in c.get("metadata", {}).get("tags", [])) == exercises]
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

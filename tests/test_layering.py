@@ -11,7 +11,7 @@ import lss
 
 LAYERS = [
     # ground
-    {"paths", "utils", "persist", "base", "trajio", "structure", "stats", "results", "viewer", "latent"},
+    {"paths", "utils", "persist", "base", "trajio", "structure", "stats", "results", "viewer", "latent", "exercises"},
     # concepts
     {"fourwell", "gomodel", "features", "srv", "mdn", "decoder", "cwgan", "flow", "msm", "kinetics", "analysis"},
     # composed
