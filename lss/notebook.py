@@ -132,6 +132,8 @@ class Step:
     rec : lss.results.Recorder or None
     timings : dict
         Wall seconds of the blocks timed with :meth:`timer`.
+    exercises : dict
+        Exercise id -> whether its last :meth:`exercise` check passed.
     """
 
     def __init__(self, name: str, namespace: dict, section: str | None = None):
@@ -146,6 +148,7 @@ class Step:
         self.rec = results.Recorder(self.profile, section, name, context=namespace) if section else None
         self.timings: dict = {}
         self._namespace, self._solutions = namespace, {}
+        self.exercises: dict[str, bool] = {}          # exercise id -> passed, as last checked
         self._t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ upstream artifacts
@@ -238,8 +241,8 @@ class Step:
         plt.close(fig)
 
     # ------------------------------------------------------------------ exercises
-    def exercise(self, ex_id: str, prediction, measured) -> bool:
-        """Check an exercise's answer (:mod:`lss.exercises`): prints the verdict, returns True/False.
+    def exercise(self, ex_id: str, prediction, measured) -> None:
+        """Check an exercise's answer (:mod:`lss.exercises`): prints the verdict, kept in :attr:`exercises`.
 
         The solution runs once per exercise in a copy of the notebook's namespace (in memory, no file
         written), only when ``measured`` is filled in, and is compared with it on the same data.
@@ -258,7 +261,7 @@ class Step:
         print(result.message)
         if selftest:
             print(exercises.self_check(ex, prediction, measured, self._namespace, ref))
-        return result.passed
+        self.exercises[ex_id] = result.passed
 
     def solution(self, ex_id: str) -> None:
         """Print one solution of exercise ``ex_id`` (code to run in a new cell)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
 import string
 from pathlib import Path
@@ -79,7 +80,7 @@ def record(profile: str, section: str, key: str, value: Any, unit: str, *, how: 
             entry[name] = _clean(v)
     metrics.setdefault(section, {})[key] = entry
     metrics.setdefault("_meta", {})["updated"] = _dt.datetime.now().isoformat(timespec="seconds")
-    _metrics_path(profile).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    _write_metrics(profile, metrics)
     return entry
 
 
@@ -87,7 +88,16 @@ def record_meta(profile: str, **items: Any) -> None:
     """Store run-level facts (hardware, durations) under ``_meta``."""
     metrics = load_metrics(profile)
     metrics.setdefault("_meta", {}).update(_clean(items))
-    _metrics_path(profile).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    _write_metrics(profile, metrics)
+
+
+def _write_metrics(profile: str, metrics: dict) -> None:
+    """Write ``metrics.json`` atomically (a temporary file, then a rename): a notebook reading it while
+    another writes it (two kernels on one profile) sees the old file or the new one, never half of one."""
+    path = _metrics_path(profile)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def _fmt(v: Any) -> str:

@@ -52,9 +52,13 @@ def test_a_skeleton_costs_nothing_the_solution_runs_only_for_an_answer(monkeypat
     ex = Exercise(id="00.4", notebook="00_toy", title="t", measure="m", unit="", solution="runs.append(1); measured = 5")
     monkeypatch.setattr(exercises, "get", lambda i: ex)
     step = notebook.Step.__new__(notebook.Step)
-    step._namespace, step._solutions = {"runs": runs}, {}
-    assert step.exercise("00.4", ..., ...) is False and runs == []
-    assert step.exercise("00.4", 1, 5) is True and step.exercise("00.4", 1, 6) is False and runs == [1]
+    step._namespace, step._solutions, step.exercises = {"runs": runs}, {}, {}
+    step.exercise("00.4", ..., ...)
+    assert step.exercises == {"00.4": False} and runs == []
+    step.exercise("00.4", 1, 5)
+    assert step.exercises["00.4"] is True and runs == [1]
+    step.exercise("00.4", 1, 6)
+    assert step.exercises["00.4"] is False and runs == [1], "the solution ran once"
 
 
 def test_a_solution_that_sets_no_number_is_an_error():
