@@ -51,3 +51,15 @@ def test_binder_builds_the_package_after_the_repository_is_copied():
     assert (binder / "postBuild").stat().st_mode & 0o111 and (binder / "start").stat().st_mode & 0o111
     minor = int((binder / "runtime.txt").read_text().strip().split(".")[1])
     assert minor >= int(PYPROJECT["requires-python"].split(".")[1])
+
+
+def test_every_notebook_opens_with_the_hosted_service_lines():
+    """The first code cell: the lines to uncomment in a hosted service (clone, the slim course extra), inert here."""
+    import json
+
+    for nb in sorted(paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        first = next(c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        lines = "".join(first["source"]).splitlines()
+        hosted = [ln for ln in lines if ln.startswith("# !git clone")]
+        assert len(hosted) == 1 and 'pip install -q -e "./lss-course[course]"' in hosted[0], nb.name
+        assert "runtime_note" in lines[-1], nb.name
