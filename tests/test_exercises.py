@@ -92,3 +92,9 @@ def test_every_notebook_has_checked_exercises_declared_once(nb):
         assert i.startswith(nb.stem[:2] + ".") and ex.mistake and ex.class_answer, i
         assert not re.search(r"checkpoint=|np\.save|savefig|save_table1|step\.close|rec\(", ex.solution), \
             f"{i}: a solution runs in memory and writes no file"
+
+
+def test_the_instructor_notes_give_every_exercise_its_class_answer():
+    text = (paths.notebooks_dir() / "INSTRUCTORS.md").read_text()
+    for ex in exercises.catalog().values():
+        assert f"| {ex.id} {ex.title} |" in text and " ".join(ex.class_answer.split()) in text, ex.id
