@@ -49,6 +49,7 @@ outer
                         that writes them), timers, closing
 - :mod:`lss.cli`       the ``lss generate`` / ``lss info`` / ``lss score`` command line
 - :mod:`lss.site`      the course site: executed notebooks as HTML, the learning path as index (``make site``)
+- :mod:`lss.exercises` exercises that check themselves: declarations, the check, the test run's self-check
 """
 
 __version__ = "0.1.0"

@@ -98,3 +98,13 @@ def test_the_instructor_notes_give_every_exercise_its_class_answer():
     text = (paths.notebooks_dir() / "INSTRUCTORS.md").read_text()
     for ex in exercises.catalog().values():
         assert f"| {ex.id} {ex.title} |" in text and " ".join(ex.class_answer.split()) in text, ex.id
+
+
+def test_exercises_check_themselves_under_pytest_but_not_under_the_runner(monkeypatch):
+    from lss import reproduce
+
+    monkeypatch.setenv(exercises.SELF_CHECK_ENV, "1")
+    monkeypatch.delenv(reproduce.RUNNER_ENV, raising=False)
+    assert exercises.self_checking()
+    monkeypatch.setenv(reproduce.RUNNER_ENV, "1")
+    assert not exercises.self_checking(), "the main job and other profiles' runs do not self-check"

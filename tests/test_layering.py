@@ -11,13 +11,13 @@ import lss
 
 LAYERS = [
     # ground
-    {"paths", "utils", "persist", "base", "trajio", "structure", "stats", "results", "viewer", "latent", "exercises"},
+    {"paths", "utils", "persist", "base", "trajio", "structure", "stats", "results", "viewer", "latent"},
     # concepts
     {"fourwell", "gomodel", "features", "srv", "mdn", "decoder", "cwgan", "flow", "msm", "kinetics", "analysis"},
     # composed
     {"data", "pipeline", "simulator", "decoding", "plots", "score", "adaptive", "efficiency", "compare"},
     # outer
-    {"reproduce", "notebook", "cli", "site"},
+    {"reproduce", "notebook", "cli", "site", "exercises"},
 ]
 
 
