@@ -121,6 +121,15 @@ class Ensembles:
         return "\n".join(lines)
 
 
+def reference_request(sim: dict, n_traj: int, n_steps: int, seed: int) -> dict:
+    """Arguments of :func:`lss.data.make_go_dataset` for the reference of training data simulated as ``sim``
+    (``dataset.meta["simulation"]``): the same model, temperature, time step, friction and saving interval,
+    ``n_traj`` trajectories of ``n_steps`` steps from ``seed``."""
+    return dict(n_traj=n_traj, n_steps=n_steps, save_every=sim["save_every"], temperature=sim["temperature_K"],
+                seed=seed, timestep=sim["timestep_ps"], friction=sim["friction_per_ps"],
+                equilibration_steps=sim["equilibration_steps"], model=gomodel.GoModel(**sim["model_params"]))
+
+
 def go_reference(ds, encoder, n_traj: int, n_steps: int, seed: int, progress: bool = True):
     """The converged reference of a Go-model dataset: the same model, temperature and saving interval, another seed.
 
@@ -131,10 +140,7 @@ def go_reference(ds, encoder, n_traj: int, n_steps: int, seed: int, progress: bo
     from .utils import torch_threads
 
     sim = ds.meta["simulation"]
-    ref = data.make_go_dataset(n_traj=n_traj, n_steps=n_steps, save_every=sim["save_every"], temperature=sim["temperature_K"],
-                               seed=seed, timestep=sim["timestep_ps"], friction=sim["friction_per_ps"],
-                               equilibration_steps=sim["equilibration_steps"], model=gomodel.GoModel(**sim["model_params"]),
-                               progress=progress)
+    ref = data.make_go_dataset(**reference_request(sim, n_traj, n_steps, seed), progress=progress)
     assert ref.frame_time == ds.frame_time and ref.meta["simulation"]["model_params"] == sim["model_params"]
     with torch_threads(1):
         psi = encoder.transform_features(ref.scaler.inverse_transform(ref.features))

@@ -193,6 +193,116 @@ def go_cache_key(n_traj, n_steps, save_every, temperature, seed, model, timestep
                      "equilibration_steps": int(equilibration_steps)})
 
 
+#: in a Go-model cache folder while a process simulates it: that process's id
+LOCK_NAME = "simulating.pid"
+
+
+def _wait_for_other_simulation(d: Path, progress: bool, poll_s: float = 1.0) -> None:
+    """Wait while another live process simulates the cache folder ``d`` (its ``simulating.pid``).
+
+    E.g. notebook 07 asking for its reference while the runner simulates it in the background
+    (:func:`lss.reproduce.prefetch_reference`). A lock whose process is gone is ignored.
+    """
+    lock = d / LOCK_NAME
+    told = False
+    while lock.exists():
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid == os.getpid() or not _alive(pid):
+            return
+        if not told:
+            print(f"waiting for process {pid}, which is simulating {d.name} (the runner started it in the "
+                  "background) ...", flush=True)
+            told = True
+        _time.sleep(poll_s)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        import psutil
+
+        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:  # noqa: BLE001 - psutil missing or the process went away meanwhile
+        return False
+
+
+def simulate_go_cached(n_traj, n_steps, save_every, temperature, seed, cache_dir=None, force=False, progress=False,
+                       n_jobs=None, model=None, timestep=0.02, friction=1.0, equilibration_steps=10_000,
+                       platform="auto") -> tuple[Path, dict, bool]:
+    """The trajectories of :func:`make_go_dataset`, simulated or read from the cache (arguments as there).
+
+    Returns ``(folder, meta, cached)``: the cache folder with ``traj_NNN.dcd`` and ``ca.pdb``, its
+    ``meta.json`` and whether it was there already. While it simulates, the folder holds ``simulating.pid``;
+    a second process asking for the same data waits for it instead of simulating it again.
+    """
+    model = model or gomodel.GoModel()
+    gomodel._check_sim_args(n_steps, save_every, temperature, timestep, friction)
+    if int(n_traj) != n_traj or n_traj < 1:
+        raise ValueError(f"n_traj must be a positive integer, got {n_traj!r}")
+    cache_dir = Path(cache_dir) if cache_dir is not None else paths.data_dir()
+    key = go_cache_key(n_traj, n_steps, save_every, temperature, seed, model, timestep, friction,
+                       equilibration_steps)
+    d = cache_dir / f"go_T{temperature:g}_{n_traj}x{n_steps}_every{save_every}_seed{seed}_{key}"
+    meta_path = d / "meta.json"
+    sim_meta = None
+    _wait_for_other_simulation(d, progress)
+    if meta_path.exists() and not force:
+        sim_meta = json.loads(meta_path.read_text())
+        bad = [f for f, h in sim_meta.get("sha256", {}).items()
+               if not (d / f).exists() or hash_file(d / f) != h]
+        if bad or len(sim_meta.get("sha256", {})) != n_traj:
+            warnings.warn(f"cached Go-model data in {d} is incomplete or changed ({bad}); simulating again")
+            sim_meta = None
+    cached = sim_meta is not None
+    if not cached:
+        d.mkdir(parents=True, exist_ok=True)
+        lock = d / LOCK_NAME
+        lock.write_text(str(os.getpid()))   # another process asking for the same data waits (and reads it then)
+        meta_path.unlink(missing_ok=True)
+        t0 = _time.perf_counter()
+        infos: list = []
+        trajs = gomodel.simulate_many(n_traj, n_steps, save_every, temperature=temperature, seed=seed,
+                                      n_jobs=n_jobs, platform=platform, progress=progress, model=model,
+                                      timestep=timestep, friction=friction,
+                                      equilibration_steps=equilibration_steps, info=infos)
+        wall = _time.perf_counter() - t0
+        native = gomodel.native_structure()
+        native.save_pdb(str(d / "ca.pdb"))
+        sha = {}
+        for i, t in enumerate(trajs):
+            name = f"traj_{i:03d}.dcd"
+            t.save_dcd(str(d / name))
+            sha[name] = hash_file(d / name)
+        import openmm
+
+        from . import __version__
+        sim_meta = {
+            "model": "C-alpha Go model of Trp-cage (lss.gomodel.GoModel), native = PDB 2JOF model 1",
+            "model_params": model.params(), "n_native_contacts": int(len(model.native_contacts())),
+            "temperature_K": float(temperature), "n_traj": int(n_traj), "n_steps": int(n_steps),
+            "equilibration_steps": int(equilibration_steps), "save_every": int(save_every),
+            "timestep_ps": float(timestep), "friction_per_ps": float(friction),
+            "frame_time_ps": float(save_every * timestep), "time": "model time of the Go model",
+            "seed": int(seed), "trajectory_seeds": gomodel.trajectory_seeds(seed, n_traj),
+            "platform": infos[0]["platform"], "n_jobs": min(int(n_traj), n_jobs or os.cpu_count() or 1),
+            "wall_s": round(wall, 2),
+            "steps_per_s_per_traj": [round(i["steps_per_s"]) for i in infos],
+            "cpu_s_per_traj": [round(i["cpu_s"], 2) for i in infos],
+            "load_average_1min": (lambda v: round(v, 2) if v == v else None)(load_average()[0]),  # None on Windows
+            "cpu_count": os.cpu_count(),
+            "sha256": sha, "content_hash": hash_obj(sha), "cache_key": key,
+            "created": _dt.datetime.now().isoformat(timespec="seconds"),
+            "versions": {"lss": __version__, "openmm": openmm.__version__, "mdtraj": md.__version__},
+        }
+        meta_path.write_text(json.dumps(sim_meta, indent=1) + "\n")
+        lock.unlink(missing_ok=True)
+    return d, sim_meta, cached
+
+
 def make_go_dataset(n_traj: int = 1, n_steps: int = 300_000, save_every: int = 30,
                     temperature: float = 300.0, seed: int = 0, cache_dir=None, force: bool = False,
                     progress: bool = False, n_jobs: int | None = None, model: gomodel.GoModel | None = None,
@@ -245,62 +355,8 @@ def make_go_dataset(n_traj: int = 1, n_steps: int = 300_000, save_every: int = 3
         ``frame_time`` in ns of model time; ``meta["simulation"]`` holds ``meta.json``.
     """
     model = model or gomodel.GoModel()
-    gomodel._check_sim_args(n_steps, save_every, temperature, timestep, friction)
-    if int(n_traj) != n_traj or n_traj < 1:
-        raise ValueError(f"n_traj must be a positive integer, got {n_traj!r}")
-    cache_dir = Path(cache_dir) if cache_dir is not None else paths.data_dir()
-    key = go_cache_key(n_traj, n_steps, save_every, temperature, seed, model, timestep, friction,
-                       equilibration_steps)
-    d = cache_dir / f"go_T{temperature:g}_{n_traj}x{n_steps}_every{save_every}_seed{seed}_{key}"
-    meta_path = d / "meta.json"
-    sim_meta = None
-    if meta_path.exists() and not force:
-        sim_meta = json.loads(meta_path.read_text())
-        bad = [f for f, h in sim_meta.get("sha256", {}).items()
-               if not (d / f).exists() or hash_file(d / f) != h]
-        if bad or len(sim_meta.get("sha256", {})) != n_traj:
-            warnings.warn(f"cached Go-model data in {d} is incomplete or changed ({bad}); simulating again")
-            sim_meta = None
-    cached = sim_meta is not None
-    if not cached:
-        d.mkdir(parents=True, exist_ok=True)
-        meta_path.unlink(missing_ok=True)
-        t0 = _time.perf_counter()
-        infos: list = []
-        trajs = gomodel.simulate_many(n_traj, n_steps, save_every, temperature=temperature, seed=seed,
-                                      n_jobs=n_jobs, platform=platform, progress=progress, model=model,
-                                      timestep=timestep, friction=friction,
-                                      equilibration_steps=equilibration_steps, info=infos)
-        wall = _time.perf_counter() - t0
-        native = gomodel.native_structure()
-        native.save_pdb(str(d / "ca.pdb"))
-        sha = {}
-        for i, t in enumerate(trajs):
-            name = f"traj_{i:03d}.dcd"
-            t.save_dcd(str(d / name))
-            sha[name] = hash_file(d / name)
-        import openmm
-
-        from . import __version__
-        sim_meta = {
-            "model": "C-alpha Go model of Trp-cage (lss.gomodel.GoModel), native = PDB 2JOF model 1",
-            "model_params": model.params(), "n_native_contacts": int(len(model.native_contacts())),
-            "temperature_K": float(temperature), "n_traj": int(n_traj), "n_steps": int(n_steps),
-            "equilibration_steps": int(equilibration_steps), "save_every": int(save_every),
-            "timestep_ps": float(timestep), "friction_per_ps": float(friction),
-            "frame_time_ps": float(save_every * timestep), "time": "model time of the Go model",
-            "seed": int(seed), "trajectory_seeds": gomodel.trajectory_seeds(seed, n_traj),
-            "platform": infos[0]["platform"], "n_jobs": min(int(n_traj), n_jobs or os.cpu_count() or 1),
-            "wall_s": round(wall, 2),
-            "steps_per_s_per_traj": [round(i["steps_per_s"]) for i in infos],
-            "cpu_s_per_traj": [round(i["cpu_s"], 2) for i in infos],
-            "load_average_1min": (lambda v: round(v, 2) if v == v else None)(load_average()[0]),  # None on Windows
-            "cpu_count": os.cpu_count(),
-            "sha256": sha, "content_hash": hash_obj(sha), "cache_key": key,
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
-            "versions": {"lss": __version__, "openmm": openmm.__version__, "mdtraj": md.__version__},
-        }
-        meta_path.write_text(json.dumps(sim_meta, indent=1) + "\n")
+    d, sim_meta, cached = simulate_go_cached(n_traj, n_steps, save_every, temperature, seed, cache_dir, force,
+                                             progress, n_jobs, model, timestep, friction, equilibration_steps, platform)
     # read back from the DCD files, so that a fresh and a cached dataset are identical
     top = md.load_pdb(str(d / "ca.pdb")).topology
     xyz = [load_dcd(d / f"traj_{i:03d}.dcd", top).xyz.astype(np.float32) for i in range(n_traj)]

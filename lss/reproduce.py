@@ -420,8 +420,12 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
     os.environ[RUNNER_ENV] = "1"     # the notebooks' apply_profile leaves the injected parameters alone
     for k in thread_vars:            # inherited by the kernels papermill starts
         os.environ[k] = str(threads)
+    # one torch thread per kernel leaves a core free: notebook 07's reference is simulated on it meanwhile
+    prefetch = (threads == 1 and (os.cpu_count() or 1) >= 2 and (not only or "07_analysis" in only)
+                and "07_analysis" in steps)
     try:
-        return _run_steps(pm, params, profile, steps, only, force, log, timed=committed)
+        return _run_steps(pm, params, profile, steps, only, force, log, timed=committed,
+                          prefetch=[params_file] if prefetch else None)
     finally:
         for k, v in saved_env.items():
             if v is None:
@@ -430,7 +434,30 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
                 os.environ[k] = v
 
 
-def _run_steps(pm, params, profile, steps, only, force, log, timed: bool = False) -> dict[str, float]:
+def _run_steps(pm, params, profile, steps, only, force, log, timed: bool = False, prefetch=None) -> dict[str, float]:
+    """Run ``steps`` in order (see :func:`run`). ``prefetch``: ``[params_file]`` to simulate notebook 07's
+    reference in a background process once 02 is done (:func:`prefetch_reference`); None not to."""
+    background: list = []
+    try:
+        return _run_steps_in_order(pm, params, profile, steps, only, force, log, timed, prefetch, background)
+    finally:
+        for proc in background:          # stopped (a failure, Ctrl-C) or finished: leave no simulation behind
+            if proc.poll() is None:
+                proc.terminate()
+
+
+def _start_prefetch(profile: str, params_file, log) -> "subprocess.Popen":
+    import subprocess
+
+    cmd = [sys.executable, "-m", "lss.reproduce", "--prefetch-reference"]
+    cmd += ["--params", str(params_file)] if params_file else ["--profile", profile]
+    logf = open(paths.run_dir(profile) / "reference_prefetch.log", "w")  # noqa: SIM115 - the child holds it
+    log(f"[{profile}] 07_analysis's reference: simulating in the background on the free core "
+        f"(log: runs/{profile}/reference_prefetch.log)")
+    return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=str(paths.root()))
+
+
+def _run_steps_in_order(pm, params, profile, steps, only, force, log, timed, prefetch, background):
     out_dir = paths.run_dir(profile, "executed")
     keys: dict[str, str] = {}
     durations: dict[str, float] = {}
@@ -445,6 +472,11 @@ def _run_steps(pm, params, profile, steps, only, force, log, timed: bool = False
         if not force and is_cached(profile, step, key):
             log(f"[{profile}] {step}: cached, skipped")
             continue
+        # a notebook between 02 and 07 is about to run on one core: 07's reference goes to the other one
+        if (prefetch is not None and not background
+                and steps.index("02_trpcage_data") < i < steps.index("07_analysis")
+                and (paths.run_dir(profile, "02_trpcage_data") / "dataset.json").exists()):
+            background.append(_start_prefetch(profile, prefetch[0], log))
         remaining = _estimate_remaining(profile, steps[i:], only)
         log(f"[{profile}] {step}: running" + (f" (estimated time left for this run: {_fmt_s(remaining)})"
                                               if remaining else ""))
@@ -658,6 +690,31 @@ def runtime_note(step: str):
         return text
 
 
+def prefetch_reference(profile: str | None = None, params_file: str | None = None) -> None:
+    """Simulate notebook 07's converged reference into the data cache, in one process (the runner starts
+    this in the background once 02 is done, when its kernels use one thread each and a core is free).
+
+    Reads 07's ``reference_*`` parameters for the profile and 02's dataset metadata; does nothing for
+    DESRES data or ``reference_steps = 0``. Notebook 07 later reads the cache, or waits for this process
+    (:func:`lss.data.simulate_go_cached`).
+    """
+    from . import compare, data
+
+    params, _ = _load_with_origin(profile, params_file)
+    profile = params["common"]["profile"]
+    p7 = notebook_defaults("07_analysis") | step_parameters(params, "07_analysis")
+    ds_json = paths.run_dir(profile, "02_trpcage_data") / "dataset.json"
+    meta = json.loads(ds_json.read_text())["meta"]
+    if not p7.get("reference_steps") or meta.get("source") != "go":
+        print("no Go-model reference to simulate")
+        return
+    req = compare.reference_request(meta["simulation"], int(p7["reference_traj"]), int(p7["reference_steps"]),
+                                    int(p7["reference_seed"]))
+    t0 = time.perf_counter()
+    d, _, cached = data.simulate_go_cached(**req, n_jobs=1)
+    print(f"{'cached already' if cached else 'simulated'}: {d} ({time.perf_counter() - t0:.0f} s)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lss.reproduce", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default=None, help="params/<profile>.yaml (smoke, cpu, paper, ...)")
@@ -666,9 +723,13 @@ def main(argv=None) -> int:
     ap.add_argument("--force", action="store_true", help="rerun steps even when their cache is valid")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch/OpenMP threads per notebook kernel (1 is faster on cores other work shares)")
+    ap.add_argument("--prefetch-reference", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if not a.profile and not a.params:
         ap.error("give --profile or --params")
+    if a.prefetch_reference:
+        prefetch_reference(a.profile, a.params)
+        return 0
     only = [o.removesuffix(".ipynb").split("/")[-1] for o in a.only] if a.only else None
     try:
         run(a.profile, a.params, only, a.force, threads=a.threads)

@@ -228,3 +228,22 @@ def test_desres_atom_order_mismatch(tmp_path, desres):
     md.Trajectory(traj.xyz[:, perm], traj.topology).save_dcd(str(d / "2JOF-0-protein-000.dcd"))
     with pytest.raises(ValueError, match="topology mismatch.*atom order"):
         data.load_desres(d, desres["pdb"])
+
+
+def test_a_second_process_waits_for_the_one_simulating_the_same_data(tmp_path, capsys):
+    """simulate_go_cached's lock: a live simulating process is waited for; a dead one's lock is ignored."""
+    import subprocess
+    import sys
+    import time
+
+    d = tmp_path / "go_x"
+    d.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    (d / data.LOCK_NAME).write_text(str(other.pid))
+    t0 = time.perf_counter()
+    data._wait_for_other_simulation(d, progress=False, poll_s=0.1)
+    assert time.perf_counter() - t0 > 0.5 and other.poll() is not None, "returned only once the other had exited"
+    assert f"waiting for process {other.pid}" in capsys.readouterr().out
+    t0 = time.perf_counter()
+    data._wait_for_other_simulation(d, progress=False, poll_s=0.1)   # the lock of a finished process
+    assert time.perf_counter() - t0 < 0.5

@@ -320,3 +320,36 @@ def test_lss_profile_sets_the_profile_of_every_notebook_run_by_hand(fake_root, m
     ns = {"profile": "cpu-by-hand", "value": 1}                       # an edited profile line wins
     reproduce.apply_profile(ns, "01_four_well", log=lambda s: None)
     assert ns["profile"] == "cpu-by-hand"
+
+
+def test_with_one_thread_per_kernel_07s_reference_is_simulated_meanwhile_on_the_free_core(fake_root, monkeypatch):
+    """The runner starts the background simulation once 02 is done and a notebook before 07 is about to run."""
+    body02 = "from lss import paths\n(paths.run_dir(profile, '02_trpcage_data') / 'dataset.json').write_text('{}')\n"
+    nbformat.write(_notebook(body02), fake_root / "notebooks" / "02_trpcage_data.ipynb")
+    for step in ("03_srv", "07_analysis"):
+        body = f"from lss import paths\n(paths.run_dir(profile, '{step}') / 'out.txt').write_text('x')\n"
+        nbformat.write(_notebook(body), fake_root / "notebooks" / f"{step}.ipynb")
+    started, lines = [], []
+
+    class Done:
+        def poll(self):
+            return 0
+
+    def fake_start(profile, params_file, log):
+        started.append(profile)
+        lines.append("PREFETCH")
+        return Done()
+
+    monkeypatch.setattr(reproduce, "_start_prefetch", fake_start)
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 2)
+    reproduce.run("smoke", threads=None, log=lines.append)
+    assert started == [], "with torch's own threads no core is free"
+    lines.clear()
+    reproduce.run("smoke", threads=1, force=True, log=lines.append)
+    assert started == ["smoke"]
+    at = lines.index("PREFETCH")
+    assert "02_trpcage_data: done" in lines[at - 1] and "03_srv: running" in lines[at + 1], lines
+    started.clear()
+    lines.clear()
+    reproduce.run("smoke", threads=1, log=lines.append)
+    assert started == [], ("nothing runs (all cached): nothing to overlap with", lines)
