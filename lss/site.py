@@ -7,7 +7,7 @@ Usage::
 The pages are the notebooks as the runner executed them (``runs/<profile>/executed/<step>.ipynb``),
 outputs and figures included, so that a reader without a run sees every result. Unless ``--no-run``,
 the runner first brings the profile up to date (its cache skips the notebooks that are current), so
-``make site`` on a fresh clone executes the ``class`` profile (about 4 minutes on 2 cores) and
+``make site`` on a fresh clone executes the ``class`` profile (about 3 minutes on 2 cores) and
 ``make site SITE_PROFILE=cpu`` reuses the main job's executed notebooks. Links between notebooks
 (``02_trpcage_data.ipynb``) and to the glossary (``GLOSSARY.md``) point to the pages. Equations render
 without the internet (an offline classroom): MathJax is copied from the ``jupyter_server_mathjax``
