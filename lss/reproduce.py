@@ -690,6 +690,40 @@ def runtime_note(step: str):
         return text
 
 
+def cell_costs(profile: str, n: int = 15) -> list[tuple[float, str, int, str]]:
+    """Where a profile's run spent its time: the ``n`` slowest cells of its executed notebooks.
+
+    Reads papermill's per-cell wall times (``metadata.papermill.duration``) from
+    ``runs/<profile>/executed/*.ipynb``. Returns ``(seconds, notebook, cell index, first code line)``,
+    slowest first (``python -m lss.reproduce --profile cpu --costs`` prints them with each notebook's total).
+    """
+    rows = []
+    for f in sorted(paths.run_dir(profile, "executed").glob("[0-9][0-9]_*.ipynb")):
+        for k, c in enumerate(json.loads(f.read_text())["cells"]):
+            dt = (c.get("metadata", {}).get("papermill", {}) or {}).get("duration")
+            if c["cell_type"] == "code" and dt:
+                src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                first = next((ln.strip() for ln in src.splitlines() if ln.strip() and not ln.strip().startswith("#")), "")
+                rows.append((float(dt), f.stem, k, first[:70]))
+    return sorted(rows, reverse=True)[:n]
+
+
+def _print_costs(profile: str, n: int = 15) -> None:
+    totals: dict[str, float] = {}
+    for f in sorted(paths.run_dir(profile, "executed").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(f.read_text())["cells"]
+        totals[f.stem] = sum((c.get("metadata", {}).get("papermill", {}) or {}).get("duration") or 0 for c in cells)
+    if not totals:
+        print(f"no executed notebooks in runs/{profile}/executed: run the profile first")
+        return
+    print(f"{profile}: {sum(totals.values()) / 60:.1f} min in the notebooks' cells")
+    for k, v in totals.items():
+        print(f"  {k:24s} {v:7.1f} s")
+    print(f"the {n} slowest cells:")
+    for dt, nb, k, first in cell_costs(profile, n):
+        print(f"  {dt:7.1f} s  {nb} cell {k}: {first}")
+
+
 def prefetch_reference(profile: str | None = None, params_file: str | None = None) -> None:
     """Simulate notebook 07's converged reference into the data cache, in one process (the runner starts
     this in the background once 02 is done, when its kernels use one thread each and a core is free).
@@ -723,12 +757,17 @@ def main(argv=None) -> int:
     ap.add_argument("--force", action="store_true", help="rerun steps even when their cache is valid")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch/OpenMP threads per notebook kernel (1 is faster on cores other work shares)")
+    ap.add_argument("--costs", action="store_true",
+                    help="print where the profile's last run spent its time (per notebook, slowest cells); run nothing")
     ap.add_argument("--prefetch-reference", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if not a.profile and not a.params:
         ap.error("give --profile or --params")
     if a.prefetch_reference:
         prefetch_reference(a.profile, a.params)
+        return 0
+    if a.costs:
+        _print_costs(a.profile or load_params(params_file=a.params)["common"]["profile"])
         return 0
     only = [o.removesuffix(".ipynb").split("/")[-1] for o in a.only] if a.only else None
     try:

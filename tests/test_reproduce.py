@@ -353,3 +353,15 @@ def test_with_one_thread_per_kernel_07s_reference_is_simulated_meanwhile_on_the_
     lines.clear()
     reproduce.run("smoke", threads=1, log=lines.append)
     assert started == [], ("nothing runs (all cached): nothing to overlap with", lines)
+
+
+def test_costs_name_the_slowest_cells_of_the_last_run(fake_root, capsys):
+    body = "import time\ntime.sleep(0.3)\n"
+    nbformat.write(_notebook(body), fake_root / "notebooks" / "02_trpcage_data.ipynb")
+    reproduce.run("smoke", log=lambda *a: None)
+    rows = reproduce.cell_costs("smoke", n=2)
+    assert [r[0] for r in rows] == sorted((r[0] for r in rows), reverse=True)
+    assert (rows[0][1], rows[0][3]) == ("02_trpcage_data", "import time") and rows[0][0] >= 0.3
+    assert reproduce.main(["--profile", "smoke", "--costs"]) == 0
+    out = capsys.readouterr().out
+    assert ": import time" in out and "01_four_well" in out
