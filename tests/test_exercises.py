@@ -84,6 +84,7 @@ def test_every_notebook_has_checked_exercises_declared_once(nb):
         assert len(found) == 1, src
         assert re.search(r"^prediction = \.\.\.", src, re.M) and re.search(r"^measured = \.\.\.", src, re.M), src
         assert len([ln for ln in src.splitlines() if ln.strip() and not ln.strip().startswith("#")]) <= 6, src
+        assert max(map(len, src.splitlines())) <= 105, "a skeleton's lines fit JupyterLab's width at 1280 px"
         ids.append(found[0])
     declared = sorted(i for i, e in exercises.catalog().items() if e.notebook == nb.stem)
     assert sorted(ids) == declared, (ids, declared)
