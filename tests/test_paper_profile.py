@@ -45,7 +45,9 @@ def test_every_notebook_runs_with_the_paper_profile_on_the_fixture():
     out = paths.run_dir("paper-fixture", "desres")
     if not (out / "2JOF-0-protein.pdb").exists():
         fixtures.write_synthetic_desres(out, n_steps=100_000, save_every=100, n_chunks=3, seed=1)
-    steps = reproduce.available_steps()
-    ran = reproduce.run(params_file=str(paths.params_file("paper-fixture")), force=True, log=print)
+    # every notebook whose code path the paper's setting changes: all but 01 (the four-well model has no data
+    # source and no paper-only layer; its paper parameters are sizes, which the smoke run already covers)
+    steps = [s for s in reproduce.available_steps() if s != "01_four_well"]
+    ran = reproduce.run(params_file=str(paths.params_file("paper-fixture")), only=steps, force=True, log=print)
     assert list(ran) == steps
     assert (paths.run_dir("paper-fixture", "03_srv") / "srv.lss").exists()
