@@ -420,9 +420,7 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
     os.environ[RUNNER_ENV] = "1"     # the notebooks' apply_profile leaves the injected parameters alone
     for k in thread_vars:            # inherited by the kernels papermill starts
         os.environ[k] = str(threads)
-    # one torch thread per kernel leaves a core free: notebook 07's reference is simulated on it meanwhile
-    prefetch = (threads == 1 and (os.cpu_count() or 1) >= 2 and (not only or "07_analysis" in only)
-                and "07_analysis" in steps)
+    prefetch = _prefetch_wanted(threads, only, steps)
     try:
         return _run_steps(pm, params, profile, steps, only, force, log, timed=committed,
                           prefetch=[params_file] if prefetch else None)
@@ -432,6 +430,13 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _prefetch_wanted(threads, only, steps) -> bool:
+    """One torch thread per kernel on >= 2 cores leaves a core free: notebook 07's reference is simulated on
+    it meanwhile, when 07 is part of the run."""
+    return (threads == 1 and (os.cpu_count() or 1) >= 2 and "07_analysis" in steps
+            and (not only or "07_analysis" in only))
 
 
 def _run_steps(pm, params, profile, steps, only, force, log, timed: bool = False, prefetch=None) -> dict[str, float]:

@@ -342,10 +342,14 @@ def test_with_one_thread_per_kernel_07s_reference_is_simulated_meanwhile_on_the_
 
     monkeypatch.setattr(reproduce, "_start_prefetch", fake_start)
     monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 2)
-    reproduce.run("smoke", threads=None, log=lines.append)
-    assert started == [], "with torch's own threads no core is free"
-    lines.clear()
-    reproduce.run("smoke", threads=1, force=True, log=lines.append)
+    steps = ["02_trpcage_data", "03_srv", "07_analysis"]
+    assert reproduce._prefetch_wanted(1, None, steps) and reproduce._prefetch_wanted(1, ["07_analysis"], steps)
+    assert not reproduce._prefetch_wanted(None, None, steps), "with torch's own threads no core is free"
+    assert not reproduce._prefetch_wanted(1, ["03_srv"], steps), "07 is not part of the run"
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 1)
+    assert not reproduce._prefetch_wanted(1, None, steps), "one core: none is free"
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 2)
+    reproduce.run("smoke", threads=1, log=lines.append)
     assert started == ["smoke"]
     at = lines.index("PREFETCH")
     assert "02_trpcage_data: done" in lines[at - 1] and "03_srv: running" in lines[at + 1], lines
