@@ -197,7 +197,7 @@ def go_cache_key(n_traj, n_steps, save_every, temperature, seed, model, timestep
 LOCK_NAME = "simulating.pid"
 
 
-def _wait_for_other_simulation(d: Path, progress: bool, poll_s: float = 1.0) -> None:
+def _wait_for_other_simulation(d: Path, poll_s: float = 1.0) -> None:
     """Wait while another live process simulates the cache folder ``d`` (its ``simulating.pid``).
 
     E.g. notebook 07 asking for its reference while the runner simulates it in the background
@@ -249,7 +249,7 @@ def simulate_go_cached(n_traj, n_steps, save_every, temperature, seed, cache_dir
     d = cache_dir / f"go_T{temperature:g}_{n_traj}x{n_steps}_every{save_every}_seed{seed}_{key}"
     meta_path = d / "meta.json"
     sim_meta = None
-    _wait_for_other_simulation(d, progress)
+    _wait_for_other_simulation(d)
     if meta_path.exists() and not force:
         sim_meta = json.loads(meta_path.read_text())
         bad = [f for f, h in sim_meta.get("sha256", {}).items()
@@ -262,44 +262,46 @@ def simulate_go_cached(n_traj, n_steps, save_every, temperature, seed, cache_dir
         d.mkdir(parents=True, exist_ok=True)
         lock = d / LOCK_NAME
         lock.write_text(str(os.getpid()))   # another process asking for the same data waits (and reads it then)
-        meta_path.unlink(missing_ok=True)
-        t0 = _time.perf_counter()
-        infos: list = []
-        trajs = gomodel.simulate_many(n_traj, n_steps, save_every, temperature=temperature, seed=seed,
-                                      n_jobs=n_jobs, platform=platform, progress=progress, model=model,
-                                      timestep=timestep, friction=friction,
-                                      equilibration_steps=equilibration_steps, info=infos)
-        wall = _time.perf_counter() - t0
-        native = gomodel.native_structure()
-        native.save_pdb(str(d / "ca.pdb"))
-        sha = {}
-        for i, t in enumerate(trajs):
-            name = f"traj_{i:03d}.dcd"
-            t.save_dcd(str(d / name))
-            sha[name] = hash_file(d / name)
-        import openmm
+        try:
+            meta_path.unlink(missing_ok=True)
+            t0 = _time.perf_counter()
+            infos: list = []
+            trajs = gomodel.simulate_many(n_traj, n_steps, save_every, temperature=temperature, seed=seed,
+                                          n_jobs=n_jobs, platform=platform, progress=progress, model=model,
+                                          timestep=timestep, friction=friction,
+                                          equilibration_steps=equilibration_steps, info=infos)
+            wall = _time.perf_counter() - t0
+            native = gomodel.native_structure()
+            native.save_pdb(str(d / "ca.pdb"))
+            sha = {}
+            for i, t in enumerate(trajs):
+                name = f"traj_{i:03d}.dcd"
+                t.save_dcd(str(d / name))
+                sha[name] = hash_file(d / name)
+            import openmm
 
-        from . import __version__
-        sim_meta = {
-            "model": "C-alpha Go model of Trp-cage (lss.gomodel.GoModel), native = PDB 2JOF model 1",
-            "model_params": model.params(), "n_native_contacts": int(len(model.native_contacts())),
-            "temperature_K": float(temperature), "n_traj": int(n_traj), "n_steps": int(n_steps),
-            "equilibration_steps": int(equilibration_steps), "save_every": int(save_every),
-            "timestep_ps": float(timestep), "friction_per_ps": float(friction),
-            "frame_time_ps": float(save_every * timestep), "time": "model time of the Go model",
-            "seed": int(seed), "trajectory_seeds": gomodel.trajectory_seeds(seed, n_traj),
-            "platform": infos[0]["platform"], "n_jobs": min(int(n_traj), n_jobs or os.cpu_count() or 1),
-            "wall_s": round(wall, 2),
-            "steps_per_s_per_traj": [round(i["steps_per_s"]) for i in infos],
-            "cpu_s_per_traj": [round(i["cpu_s"], 2) for i in infos],
-            "load_average_1min": (lambda v: round(v, 2) if v == v else None)(load_average()[0]),  # None on Windows
-            "cpu_count": os.cpu_count(),
-            "sha256": sha, "content_hash": hash_obj(sha), "cache_key": key,
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
-            "versions": {"lss": __version__, "openmm": openmm.__version__, "mdtraj": md.__version__},
-        }
-        meta_path.write_text(json.dumps(sim_meta, indent=1) + "\n")
-        lock.unlink(missing_ok=True)
+            from . import __version__
+            sim_meta = {
+                "model": "C-alpha Go model of Trp-cage (lss.gomodel.GoModel), native = PDB 2JOF model 1",
+                "model_params": model.params(), "n_native_contacts": int(len(model.native_contacts())),
+                "temperature_K": float(temperature), "n_traj": int(n_traj), "n_steps": int(n_steps),
+                "equilibration_steps": int(equilibration_steps), "save_every": int(save_every),
+                "timestep_ps": float(timestep), "friction_per_ps": float(friction),
+                "frame_time_ps": float(save_every * timestep), "time": "model time of the Go model",
+                "seed": int(seed), "trajectory_seeds": gomodel.trajectory_seeds(seed, n_traj),
+                "platform": infos[0]["platform"], "n_jobs": min(int(n_traj), n_jobs or os.cpu_count() or 1),
+                "wall_s": round(wall, 2),
+                "steps_per_s_per_traj": [round(i["steps_per_s"]) for i in infos],
+                "cpu_s_per_traj": [round(i["cpu_s"], 2) for i in infos],
+                "load_average_1min": (lambda v: round(v, 2) if v == v else None)(load_average()[0]),  # None on Windows
+                "cpu_count": os.cpu_count(),
+                "sha256": sha, "content_hash": hash_obj(sha), "cache_key": key,
+                "created": _dt.datetime.now().isoformat(timespec="seconds"),
+                "versions": {"lss": __version__, "openmm": openmm.__version__, "mdtraj": md.__version__},
+            }
+            meta_path.write_text(json.dumps(sim_meta, indent=1) + "\n")
+        finally:
+            lock.unlink(missing_ok=True)   # also when the simulation failed: nobody waits for it then
     return d, sim_meta, cached
 
 

@@ -91,7 +91,7 @@ def get(ex_id: str) -> Exercise:
         raise KeyError(f"no exercise {ex_id!r}; there are {', '.join(catalog())}") from None
 
 
-def _number(value) -> float | None:
+def number(value) -> float | None:
     """``value`` as a float, or None when it is not filled in (``...``, None) or not a finite number."""
     if value is Ellipsis or value is None or isinstance(value, (str, bytes, bool)):
         return None
@@ -106,7 +106,7 @@ def solve(ex: Exercise, namespace: dict) -> float:
     """Run the solution in a copy of ``namespace`` (in memory: it writes no file) and return ``measured``."""
     ns = dict(namespace)
     exec(compile(ex.solution, f"<solution {ex.id}>", "exec"), ns)
-    value = _number(ns.get("measured"))
+    value = number(ns.get("measured"))
     if value is None:
         raise RuntimeError(f"the solution of exercise {ex.id} did not set a number `measured`")
     return value
@@ -144,7 +144,7 @@ def check(ex: Exercise, prediction, measured, reference: float | None) -> Result
         the exercise's tolerance.
     """
     head = f"exercise {ex.id} ({ex.title})"
-    p, m = _number(prediction), _number(measured)
+    p, m = number(prediction), number(measured)
     unit = f" {ex.unit}" if ex.unit else ""
     if p is None:
         return Result(False, f"✗ {head}: write your prediction first (a number: {ex.measure})")
@@ -172,14 +172,14 @@ def self_check(ex: Exercise, prediction, measured, namespace: dict, reference: f
     The cell as shipped must fail; the solution's value must pass; a value 1.5 tolerances (or one unit, for
     an exact answer) beyond it must fail, and so must the typical mistake, when declared. Returns a line saying so.
     """
-    assert not check(ex, prediction, measured, None if _number(measured) is None else reference), \
+    assert not check(ex, prediction, measured, None if number(measured) is None else reference), \
         f"exercise {ex.id}: the skeleton as shipped passes its check"
     assert check(ex, reference, reference, reference), f"exercise {ex.id}: its solution fails its own check"
     off = reference + max(1.5 * ex.tolerance(reference), 1.0 if ex.tolerance(reference) == 0 else 0.0)
     assert not check(ex, reference, off, reference), f"exercise {ex.id}: a value outside the tolerance passes"
     if not ex.mistake:
         return f"self-check {ex.id}: skeleton fails, solution {reference:.4g} passes, {off:.4g} fails"
-    wrong = _number(eval(ex.mistake, dict(namespace)))
+    wrong = number(eval(ex.mistake, dict(namespace)))
     assert wrong is not None and not check(ex, reference, wrong, reference), \
         f"exercise {ex.id}: the typical mistake ({ex.mistake} = {wrong}) passes the check against {reference:.4g}"
     return (f"self-check {ex.id}: skeleton fails, solution {reference:.4g} passes, {off:.4g} fails, the typical "

@@ -250,7 +250,7 @@ class Step:
         from . import exercises
 
         ex = exercises.get(ex_id)
-        filled = exercises._number(prediction) is not None and exercises._number(measured) is not None
+        filled = exercises.number(prediction) is not None and exercises.number(measured) is not None
         selftest = exercises.self_checking()
         ref = None
         if filled or selftest:

@@ -420,10 +420,9 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
     os.environ[RUNNER_ENV] = "1"     # the notebooks' apply_profile leaves the injected parameters alone
     for k in thread_vars:            # inherited by the kernels papermill starts
         os.environ[k] = str(threads)
-    prefetch = _prefetch_wanted(threads, only, steps)
     try:
         return _run_steps(pm, params, profile, steps, only, force, log, timed=committed,
-                          prefetch=[params_file] if prefetch else None)
+                          prefetch=_prefetch_wanted(threads, only, steps), params_file=params_file)
     finally:
         for k, v in saved_env.items():
             if v is None:
@@ -435,16 +434,24 @@ def run(profile: str | None = None, params_file: str | None = None, only: list[s
 def _prefetch_wanted(threads, only, steps) -> bool:
     """One torch thread per kernel on >= 2 cores leaves a core free: notebook 07's reference is simulated on
     it meanwhile, when 07 is part of the run."""
-    return (threads == 1 and (os.cpu_count() or 1) >= 2 and "07_analysis" in steps
+    return (threads == 1 and (os.cpu_count() or 1) >= 2 and {"02_trpcage_data", "07_analysis"} <= set(steps)
             and (not only or "07_analysis" in only))
 
 
-def _run_steps(pm, params, profile, steps, only, force, log, timed: bool = False, prefetch=None) -> dict[str, float]:
-    """Run ``steps`` in order (see :func:`run`). ``prefetch``: ``[params_file]`` to simulate notebook 07's
-    reference in a background process once 02 is done (:func:`prefetch_reference`); None not to."""
+def _run_steps(pm, params, profile, steps, only, force, log, timed: bool = False, prefetch: bool = False,
+               params_file=None) -> dict[str, float]:
+    """Run ``steps`` in order (see :func:`run`). ``prefetch``: simulate notebook 07's reference in a background
+    process (:func:`prefetch_reference`, with ``params_file``) once 02 is done and a notebook before 07 runs."""
     background: list = []
+
+    def start_background(i: int) -> None:
+        """Before step ``i`` runs: a notebook between 02 and 07 on one core, 07's reference on the other."""
+        if (prefetch and not background and steps.index("02_trpcage_data") < i < steps.index("07_analysis")
+                and (paths.run_dir(profile, "02_trpcage_data") / "dataset.json").exists()):
+            background.append(_start_prefetch(profile, params_file, log))
+
     try:
-        return _run_steps_in_order(pm, params, profile, steps, only, force, log, timed, prefetch, background)
+        return _run_steps_in_order(pm, params, profile, steps, only, force, log, timed, start_background)
     finally:
         for proc in background:          # stopped (a failure, Ctrl-C) or finished: leave no simulation behind
             if proc.poll() is None:
@@ -456,13 +463,13 @@ def _start_prefetch(profile: str, params_file, log) -> "subprocess.Popen":
 
     cmd = [sys.executable, "-m", "lss.reproduce", "--prefetch-reference"]
     cmd += ["--params", str(params_file)] if params_file else ["--profile", profile]
-    logf = open(paths.run_dir(profile) / "reference_prefetch.log", "w")  # noqa: SIM115 - the child holds it
     log(f"[{profile}] 07_analysis's reference: simulating in the background on the free core "
         f"(log: runs/{profile}/reference_prefetch.log)")
-    return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=str(paths.root()))
+    with open(paths.run_dir(profile) / "reference_prefetch.log", "w") as logf:   # the child keeps its own handle
+        return subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=str(paths.root()))
 
 
-def _run_steps_in_order(pm, params, profile, steps, only, force, log, timed, prefetch, background):
+def _run_steps_in_order(pm, params, profile, steps, only, force, log, timed, start_background):
     out_dir = paths.run_dir(profile, "executed")
     keys: dict[str, str] = {}
     durations: dict[str, float] = {}
@@ -477,11 +484,7 @@ def _run_steps_in_order(pm, params, profile, steps, only, force, log, timed, pre
         if not force and is_cached(profile, step, key):
             log(f"[{profile}] {step}: cached, skipped")
             continue
-        # a notebook between 02 and 07 is about to run on one core: 07's reference goes to the other one
-        if (prefetch is not None and not background
-                and steps.index("02_trpcage_data") < i < steps.index("07_analysis")
-                and (paths.run_dir(profile, "02_trpcage_data") / "dataset.json").exists()):
-            background.append(_start_prefetch(profile, prefetch[0], log))
+        start_background(i)
         remaining = _estimate_remaining(profile, steps[i:], only)
         log(f"[{profile}] {step}: running" + (f" (estimated time left for this run: {_fmt_s(remaining)})"
                                               if remaining else ""))
@@ -695,13 +698,9 @@ def runtime_note(step: str):
         return text
 
 
-def cell_costs(profile: str, n: int = 15) -> list[tuple[float, str, int, str]]:
-    """Where a profile's run spent its time: the ``n`` slowest cells of its executed notebooks.
-
-    Reads papermill's per-cell wall times (``metadata.papermill.duration``) from
-    ``runs/<profile>/executed/*.ipynb``. Returns ``(seconds, notebook, cell index, first code line)``,
-    slowest first (``python -m lss.reproduce --profile cpu --costs`` prints them with each notebook's total).
-    """
+def _cell_durations(profile: str) -> list[tuple[str, int, float, str]]:
+    """``(notebook, cell index, wall s, first code line)`` of every timed code cell of the profile's last
+    run, from papermill's ``metadata.papermill.duration`` in ``runs/<profile>/executed/*.ipynb``."""
     rows = []
     for f in sorted(paths.run_dir(profile, "executed").glob("[0-9][0-9]_*.ipynb")):
         for k, c in enumerate(json.loads(f.read_text())["cells"]):
@@ -709,18 +708,27 @@ def cell_costs(profile: str, n: int = 15) -> list[tuple[float, str, int, str]]:
             if c["cell_type"] == "code" and dt:
                 src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
                 first = next((ln.strip() for ln in src.splitlines() if ln.strip() and not ln.strip().startswith("#")), "")
-                rows.append((float(dt), f.stem, k, first[:70]))
-    return sorted(rows, reverse=True)[:n]
+                rows.append((f.stem, k, float(dt), first[:70]))
+    return rows
+
+
+def cell_costs(profile: str, n: int = 15) -> list[tuple[float, str, int, str]]:
+    """Where a profile's run spent its time: the ``n`` slowest cells of its executed notebooks.
+
+    Returns ``(seconds, notebook, cell index, first code line)``, slowest first
+    (``python -m lss.reproduce --profile cpu --costs`` prints them with each notebook's total).
+    """
+    return sorted(((dt, nb, k, first) for nb, k, dt, first in _cell_durations(profile)), reverse=True)[:n]
 
 
 def _print_costs(profile: str, n: int = 15) -> None:
-    totals: dict[str, float] = {}
-    for f in sorted(paths.run_dir(profile, "executed").glob("[0-9][0-9]_*.ipynb")):
-        cells = json.loads(f.read_text())["cells"]
-        totals[f.stem] = sum((c.get("metadata", {}).get("papermill", {}) or {}).get("duration") or 0 for c in cells)
-    if not totals:
+    rows = _cell_durations(profile)
+    if not rows:
         print(f"no executed notebooks in runs/{profile}/executed: run the profile first")
         return
+    totals: dict[str, float] = {}
+    for nb, _, dt, _ in rows:
+        totals[nb] = totals.get(nb, 0.0) + dt
     print(f"{profile}: {sum(totals.values()) / 60:.1f} min in the notebooks' cells")
     for k, v in totals.items():
         print(f"  {k:24s} {v:7.1f} s")

@@ -23,6 +23,7 @@ skips; with ``LSS_REQUIRE_BROWSER=1`` (set by ``.ci/run``) it fails instead.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -207,6 +208,24 @@ def _stop_server(proc, url: str, token: str) -> None:
             proc.kill()
 
 
+@contextlib.contextmanager
+def _jupyterlab(tmp: Path, work: Path, log_name: str = "jupyterlab.log"):
+    """A JupyterLab of its own on localhost serving ``work`` (its config under ``tmp``): yields (url, token)."""
+    token = secrets.token_hex(16)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = _write_jupyter_config(tmp, token, work)
+    log = tmp / log_name
+    with open(log, "w") as log_f:
+        proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}"],
+                                cwd=work, env=env, stdout=log_f, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_server(proc, url, token, log, timeout=60)
+        yield url, token
+    finally:
+        _stop_server(proc, url, token)
+
+
 def _drawn_fraction(png: bytes) -> float:
     """Fraction of pixels that differ clearly from the most common colour (the background)."""
     from PIL import Image
@@ -265,18 +284,9 @@ def test_notebook_06_draws_the_viewer_in_jupyterlab(tmp_path, capsys):
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(paths.notebooks_dir() / NOTEBOOK, work / NOTEBOOK)   # the committed notebook stays clean
-    token = secrets.token_hex(16)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = _write_jupyter_config(tmp_path, token, work)
-    log = tmp_path / "jupyterlab.log"
     shots = paths.run_dir("browser")
-    with open(log, "w") as log_f:
-        proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}"],
-                                cwd=work, env=env, stdout=log_f, stderr=subprocess.STDOUT)
     console: list[str] = []
-    try:
-        _wait_for_server(proc, url, token, log, timeout=60)
+    with _jupyterlab(tmp_path, work) as (url, token):
         with sync_playwright() as pw:
             ctx = pw.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"), executable_path=shutil.which("chromium"), headless=True,
@@ -327,12 +337,10 @@ def test_notebook_06_draws_the_viewer_in_jupyterlab(tmp_path, capsys):
                 natural = page.evaluate("e => [e.naturalWidth, e.naturalHeight]", figure.element_handle())
                 cell_text = cell.inner_text()
                 t_cold = time.monotonic()
-                cold_text = _open_cold(page, url, token, work, tmp_path, shots)
+                cold_text = _open_cold(page, url, token, work, _cold_root(tmp_path), shots)
                 t_cold = time.monotonic() - t_cold
             finally:
                 ctx.close()
-    finally:
-        _stop_server(proc, url, token)
     not_registered = [m for m in console if "is not registered" in m or "Error displaying widget" in m]
     assert not not_registered, "nglview's Python and JavaScript halves disagree:\n" + "\n".join(not_registered)
     assert "Error displaying widget" not in cell_text
@@ -367,37 +375,41 @@ def _cold_root(tmp: Path) -> Path:
     return root
 
 
-def _open_cold(page, url: str, token: str, work: Path, tmp: Path, shots: Path) -> str:
-    """Open ``COLD_NOTEBOOK`` in JupyterLab against a repository where nothing has run, run all, return its text.
+def _open_cold(page, url: str, token: str, work: Path, root: Path, shots: Path, notebook: str = COLD_NOTEBOOK,
+               env: dict | None = None, budget_s: float = COLD_BUDGET_S) -> str:
+    """Open ``notebook`` in JupyterLab against the repository ``root`` where nothing has run, run all, return
+    its printed text (``benchmarks/cold_start.py`` uses it too, with the class profile).
 
-    The copy's one added first cell points the kernel at that repository (``LSS_ROOT``); the notebook's
+    The copy's one added first cell points the kernel at ``root`` (``LSS_ROOT``, plus ``env``); the notebook's
     loaders then find nothing and catch up the notebooks it needs with the runner (lss.notebook.Step.catch_up).
     """
-    root = _cold_root(tmp)
-    nb = json.loads((paths.notebooks_dir() / COLD_NOTEBOOK).read_text())
+    nb = json.loads((paths.notebooks_dir() / notebook).read_text())
+    setenv = {"LSS_ROOT": str(root)} | (env or {})
     nb["cells"].insert(0, {"cell_type": "code", "execution_count": None, "id": "coldroot", "metadata": {},
-                           "outputs": [], "source": [f"import os; os.environ['LSS_ROOT'] = {str(root)!r}"]})
-    (work / COLD_NOTEBOOK).write_text(json.dumps(nb))
-    panel = _JS_PANEL_OF % COLD_NOTEBOOK
-    page.goto(f"{url}/lab/tree/{COLD_NOTEBOOK}?token={token}", timeout=60_000)
+                           "outputs": [], "source": [f"import os; os.environ.update({setenv!r})"]})
+    (work / notebook).write_text(json.dumps(nb))
+    panel = _JS_PANEL_OF % notebook
+    page.goto(f"{url}/lab/tree/{notebook}?token={token}", timeout=60_000)
     page.wait_for_function("() => { const nb = (%s)(); const k = nb && nb.sessionContext.session && "
                            "nb.sessionContext.session.kernel; return !!(nb && k && k.status === 'idle' && "
                            "nb.content.widgets.length); }" % panel, timeout=90_000, polling=500)
     page.evaluate("async () => { const nb = (%s)(); window.jupyterapp.shell.activateById(nb.id); "
                   "await nb.sessionContext.ready; await window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
                   % panel)
-    t_end = time.monotonic() + COLD_BUDGET_S
+    t_end = time.monotonic() + budget_s
     state: dict = {}
+    stem = notebook.removesuffix(".ipynb")
     while time.monotonic() < t_end:
         state = page.evaluate(_JS_STATE_OF % panel)
         if "error" in state:
-            page.screenshot(path=str(shots / "cold_error.png"))
-            pytest.fail(f"{COLD_NOTEBOOK} opened cold failed in JupyterLab: {state['error']}")
+            page.screenshot(path=str(shots / f"cold_{stem}_error.png"))
+            pytest.fail(f"{notebook} opened cold failed in JupyterLab: {state['error']}")
         if state["done"] == state["total"] and state["idle"]:
+            page.screenshot(path=str(shots / f"cold_{stem}.png"))
             return state["text"]
         time.sleep(1)
-    page.screenshot(path=str(shots / "cold_timeout.png"))
-    pytest.fail(f"{COLD_NOTEBOOK} opened cold did not finish in {COLD_BUDGET_S} s ({state.get('done')} of "
+    page.screenshot(path=str(shots / f"cold_{stem}_timeout.png"))
+    pytest.fail(f"{notebook} opened cold did not finish in {budget_s:.0f} s ({state.get('done')} of "
                 f"{state.get('total')} cells); screenshot in {shots}")
 
 

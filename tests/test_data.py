@@ -241,9 +241,20 @@ def test_a_second_process_waits_for_the_one_simulating_the_same_data(tmp_path, c
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
     (d / data.LOCK_NAME).write_text(str(other.pid))
     t0 = time.perf_counter()
-    data._wait_for_other_simulation(d, progress=False, poll_s=0.1)
+    data._wait_for_other_simulation(d, poll_s=0.1)
     assert time.perf_counter() - t0 > 0.5 and other.poll() is not None, "returned only once the other had exited"
     assert f"waiting for process {other.pid}" in capsys.readouterr().out
     t0 = time.perf_counter()
-    data._wait_for_other_simulation(d, progress=False, poll_s=0.1)   # the lock of a finished process
+    data._wait_for_other_simulation(d, poll_s=0.1)   # the lock of a finished process
     assert time.perf_counter() - t0 < 0.5
+
+
+def test_a_failed_simulation_leaves_no_lock_behind(tmp_path, monkeypatch):
+    """A kernel whose simulation raised stays alive: its lock must not make other processes wait for it."""
+    def boom(*a, **k):
+        raise RuntimeError("simulation failed")
+
+    monkeypatch.setattr(gomodel, "simulate_many", boom)
+    with pytest.raises(RuntimeError, match="simulation failed"):
+        data.simulate_go_cached(1, 1000, 100, 300.0, 0, cache_dir=tmp_path)
+    assert not list(tmp_path.rglob(data.LOCK_NAME))
